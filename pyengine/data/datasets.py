@@ -1,10 +1,11 @@
 """Built-in datasets that need no network: handwritten digits and seeded synthetic sets.
 
 Digits: the 1,797 8x8 images of the UCI "Optical Recognition of Handwritten Digits" data
-set (E. Alpaydin and C. Kaynak, 1998; https://doi.org/10.24432/C50P49), the copy that
-scikit-learn ships, licensed CC BY 4.0. ``digits.npz`` beside this file holds it as uint8
-pixels 0..16 (``images``, shape (1797, 8, 8)) and int64 labels 0..9 (``labels``); it was
-extracted once from scikit-learn's ``digits.csv.gz``, and nothing here imports scikit-learn.
+set (E. Alpaydin and C. Kaynak, 1998), the copy that scikit-learn ships, licensed CC BY 4.0
+(https://archive.ics.uci.edu/ml/datasets/Optical+Recognition+of+Handwritten+Digits).
+``digits.npz`` beside this file holds it as uint8 pixels 0..16 (``images``, shape
+(1797, 8, 8)) and int64 labels 0..9 (``labels``); it was extracted once from
+scikit-learn's ``digits.csv.gz``, and nothing here imports scikit-learn.
 
 Every function returns a :class:`TensorDataset` of float32 inputs and targets on the CPU
 (int64 class indices for classification, float32 (N, 1) for regression).
