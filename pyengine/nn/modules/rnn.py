@@ -1,0 +1,475 @@
+"""Recurrent layers: RNN (tanh/relu), LSTM, GRU and their single-step cells.
+
+Names, shapes, gate order (LSTM: i, f, g, o; GRU: r, z, n) and parameter layout follow
+PyTorch, so a PyTorch state dict loads unchanged.
+
+Speed: the input projection of every time step is one matmul (``F.linear`` over the whole
+sequence). The recurrence itself is one autograd Function per layer and direction whose
+forward runs the time loop on backend arrays (one gate matmul per step) and whose backward
+is hand-written backpropagation through time, so the autograd graph holds a handful of
+nodes instead of several per time step. The cells reuse the same Functions with T = 1.
+
+Differences from PyTorch: no PackedSequence and no ``proj_size``.
+"""
+from __future__ import annotations
+
+import math
+
+import pyengine as pe
+
+from .. import functional as F
+from .. import init
+from ..parameter import Parameter
+from .module import Module
+from ...autograd import Function
+
+
+def _sigmoid(b, x):
+    return b.activation("sigmoid", x)
+
+
+def _tanh(b, x):
+    return b.activation("tanh", x)
+
+
+def _time_order(T, reverse):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _previous_states(xp, hs, h0, reverse):
+    """The state each step started from, in time order: h0 then hs shifted by one."""
+    if reverse:
+        return xp.concatenate([hs[1:], h0[None]], axis=0)
+    return xp.concatenate([h0[None], hs[:-1]], axis=0)
+
+
+def _recurrent_weight_grads(b, xp, dpre, hprev, needs_w, needs_b):
+    """Sum over steps of dpre[t].T @ hprev[t] as one matmul, and the bias gradient."""
+    T, B, G = dpre.shape
+    gw = b.matmul(dpre.reshape(T * B, G).T, hprev.reshape(T * B, -1)) if needs_w else None
+    gb = dpre.sum(axis=(0, 1)) if needs_b else None
+    return gw, gb
+
+
+class _SimpleRecurrence(Function):
+    """h_t = act(xproj_t + h_{t-1} @ w_hh.T + b_hh) for every step; act is tanh or relu."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, w_hh, b_hh, nonlinearity, reverse):
+        b, xp = ctx.backend, ctx.backend.xp
+        T = xproj.shape[0]
+        hs = xp.empty(xproj.shape, dtype=xproj.dtype)
+        w_t = w_hh.T
+        h = h0
+        for t in _time_order(T, reverse):
+            pre = xproj[t] + b.matmul(h, w_t)
+            if b_hh is not None:
+                pre = pre + b_hh
+            h = b.activation(nonlinearity, pre)
+            hs[t] = h
+        ctx.save_for_backward(hs, h0, w_hh)
+        ctx.nonlinearity, ctx.reverse, ctx.has_bias = nonlinearity, reverse, b_hh is not None
+        return hs, h.copy()
+
+    @staticmethod
+    def backward(ctx, gout, gh_n):
+        b, xp = ctx.backend, ctx.backend.xp
+        hs, h0, w_hh = ctx.saved_tensors
+        dpre = xp.empty(hs.shape, dtype=hs.dtype)
+        dh = gh_n
+        for t in _time_order(hs.shape[0], not ctx.reverse):
+            dh = dh + gout[t]
+            if ctx.nonlinearity == "tanh":
+                d = dh * (1 - hs[t] * hs[t])
+            else:
+                d = dh * (hs[t] > 0)
+            dpre[t] = d
+            dh = b.matmul(d, w_hh)
+        hprev = _previous_states(xp, hs, h0, ctx.reverse)
+        needs = ctx.needs_input_grad
+        gw, gb = _recurrent_weight_grads(b, xp, dpre, hprev, needs[2], needs[3] and ctx.has_bias)
+        return dpre, dh, gw, gb, None, None
+
+
+class _LSTMRecurrence(Function):
+    """The LSTM time loop: gates = xproj_t + h @ w_hh.T + b_hh, split as (i, f, g, o)."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, c0, w_hh, b_hh, reverse):
+        b, xp = ctx.backend, ctx.backend.xp
+        T, B, G = xproj.shape
+        H = G // 4
+        acts = xp.empty(xproj.shape, dtype=xproj.dtype)
+        hs = xp.empty((T, B, H), dtype=xproj.dtype)
+        cs = xp.empty((T, B, H), dtype=xproj.dtype)
+        tanh_cs = xp.empty((T, B, H), dtype=xproj.dtype)
+        w_t = w_hh.T
+        h, c = h0, c0
+        for t in _time_order(T, reverse):
+            gates = xproj[t] + b.matmul(h, w_t)
+            if b_hh is not None:
+                gates = gates + b_hh
+            a = acts[t]
+            a[:, : 2 * H] = _sigmoid(b, gates[:, : 2 * H])
+            a[:, 2 * H : 3 * H] = _tanh(b, gates[:, 2 * H : 3 * H])
+            a[:, 3 * H :] = _sigmoid(b, gates[:, 3 * H :])
+            c = a[:, H : 2 * H] * c + a[:, :H] * a[:, 2 * H : 3 * H]
+            tc = _tanh(b, c)
+            h = a[:, 3 * H :] * tc
+            hs[t], cs[t], tanh_cs[t] = h, c, tc
+        ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh)
+        ctx.reverse, ctx.has_bias = reverse, b_hh is not None
+        return hs, h.copy(), c.copy()
+
+    @staticmethod
+    def backward(ctx, gout, gh_n, gc_n):
+        b, xp = ctx.backend, ctx.backend.xp
+        acts, hs, cs, tanh_cs, h0, c0, w_hh = ctx.saved_tensors
+        T, B, G = acts.shape
+        H = G // 4
+        cprev = _previous_states(xp, cs, c0, ctx.reverse)
+        dpre = xp.empty(acts.shape, dtype=acts.dtype)
+        dh, dc = gh_n, gc_n
+        for t in _time_order(T, not ctx.reverse):
+            a = acts[t]
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            dh = dh + gout[t]
+            tc = tanh_cs[t]
+            dc = dc + dh * o * (1 - tc * tc)
+            d = dpre[t]
+            d[:, :H] = dc * g * i * (1 - i)
+            d[:, H : 2 * H] = dc * cprev[t] * f * (1 - f)
+            d[:, 2 * H : 3 * H] = dc * i * (1 - g * g)
+            d[:, 3 * H :] = dh * tc * o * (1 - o)
+            dc = dc * f
+            dh = b.matmul(d, w_hh)
+        hprev = _previous_states(xp, hs, h0, ctx.reverse)
+        needs = ctx.needs_input_grad
+        gw, gb = _recurrent_weight_grads(b, xp, dpre, hprev, needs[3], needs[4] and ctx.has_bias)
+        return dpre, dh, dc, gw, gb, None
+
+
+class _GRURecurrence(Function):
+    """The GRU time loop. xproj holds x @ w_ih.T + b_ih; the recurrent part hp = h @ w_hh.T
+    + b_hh is kept apart because its n-slice is gated by r: n = tanh(x_n + r * hp_n)."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, w_hh, b_hh, reverse):
+        b, xp = ctx.backend, ctx.backend.xp
+        T, B, G = xproj.shape
+        H = G // 3
+        acts = xp.empty(xproj.shape, dtype=xproj.dtype)  # r, z, n after their nonlinearity
+        hp_n = xp.empty((T, B, H), dtype=xproj.dtype)
+        hs = xp.empty((T, B, H), dtype=xproj.dtype)
+        w_t = w_hh.T
+        h = h0
+        for t in _time_order(T, reverse):
+            hp = b.matmul(h, w_t)
+            if b_hh is not None:
+                hp = hp + b_hh
+            a = acts[t]
+            a[:, : 2 * H] = _sigmoid(b, xproj[t, :, : 2 * H] + hp[:, : 2 * H])
+            r, z = a[:, :H], a[:, H : 2 * H]
+            a[:, 2 * H :] = _tanh(b, xproj[t, :, 2 * H :] + r * hp[:, 2 * H :])
+            h = (1 - z) * a[:, 2 * H :] + z * h
+            hp_n[t], hs[t] = hp[:, 2 * H :], h
+        ctx.save_for_backward(acts, hp_n, hs, h0, w_hh)
+        ctx.reverse, ctx.has_bias = reverse, b_hh is not None
+        return hs, h.copy()
+
+    @staticmethod
+    def backward(ctx, gout, gh_n):
+        b, xp = ctx.backend, ctx.backend.xp
+        acts, hp_n, hs, h0, w_hh = ctx.saved_tensors
+        T, B, G = acts.shape
+        H = G // 3
+        hprev = _previous_states(xp, hs, h0, ctx.reverse)
+        dx = xp.empty(acts.shape, dtype=acts.dtype)
+        dhp = xp.empty(acts.shape, dtype=acts.dtype)
+        dh = gh_n
+        for t in _time_order(T, not ctx.reverse):
+            a = acts[t]
+            r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+            dh = dh + gout[t]
+            dn = dh * (1 - z) * (1 - n * n)
+            dr = dn * hp_n[t] * r * (1 - r)
+            dz = dh * (hprev[t] - n) * z * (1 - z)
+            dx[t, :, :H], dx[t, :, H : 2 * H], dx[t, :, 2 * H :] = dr, dz, dn
+            dhp[t, :, :H], dhp[t, :, H : 2 * H], dhp[t, :, 2 * H :] = dr, dz, dn * r
+            dh = dh * z + b.matmul(dhp[t], w_hh)
+        needs = ctx.needs_input_grad
+        gw, gb = _recurrent_weight_grads(b, xp, dhp, hprev, needs[2], needs[3] and ctx.has_bias)
+        return dx, dh, gw, gb, None
+
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _run_recurrence(mode, xproj, hx, w_hh, b_hh, reverse):
+    """Run one layer-direction; returns (output (T, B, H), h_n, c_n or None)."""
+    if mode == "LSTM":
+        return _LSTMRecurrence.apply(xproj, hx[0], hx[1], w_hh, b_hh, reverse)
+    if mode == "GRU":
+        out, h = _GRURecurrence.apply(xproj, hx, w_hh, b_hh, reverse)
+    else:
+        act = "tanh" if mode == "RNN_TANH" else "relu"
+        out, h = _SimpleRecurrence.apply(xproj, hx, w_hh, b_hh, act, reverse)
+    return out, h, None
+
+
+def _check_state(name, state, expected):
+    if tuple(state.shape) != tuple(expected):
+        raise RuntimeError(
+            f"Expected {name} size {tuple(expected)}, got {tuple(state.shape)}"
+        )
+
+
+class RNNBase(Module):
+    """The shared body of RNN, LSTM and GRU (PyTorch's ``nn.RNNBase``)."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False):
+        super().__init__()
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        gates = _GATES[mode] * hidden_size
+        self._flat_weights_names = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * self._directions
+            for suffix in self._suffixes:
+                shapes = {"weight_ih": (gates, layer_in), "weight_hh": (gates, hidden_size)}
+                if bias:
+                    shapes.update(bias_ih=(gates,), bias_hh=(gates,))
+                for kind, shape in shapes.items():
+                    name = f"{kind}_l{layer}{suffix}"
+                    setattr(self, name, Parameter(pe.empty(*shape)))
+                    self._flat_weights_names.append(name)
+        self.reset_parameters()
+
+    @property
+    def _directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def all_weights(self):
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.all_weights:
+            init.uniform_(weight, -bound, bound)
+
+    def _layer_params(self, layer, suffix):
+        get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    def _check_input(self, input):
+        if input.ndim not in (2, 3):
+            raise ValueError(
+                f"{type(self).__name__}: expected input of 2 (unbatched) or 3 dimensions, "
+                f"got shape {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"{type(self).__name__}: input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {input.shape[-1]} (input shape "
+                f"{tuple(input.shape)})"
+            )
+
+    def _initial_state(self, hx, batch, input, batched):
+        """hx as PyTorch takes it, checked and returned in the batched (L*D, B, H) form."""
+        shape = (self.num_layers * self._directions, batch, self.hidden_size)
+        given = shape if batched else (shape[0], shape[2])
+        names = ("h_0", "c_0") if self.mode == "LSTM" else ("hx",)
+        if hx is None:
+            zeros = pe.zeros(*shape, dtype=input.dtype, device=input.device)
+            return (zeros, zeros) if self.mode == "LSTM" else zeros
+        states = hx if self.mode == "LSTM" else (hx,)
+        if self.mode == "LSTM" and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
+        for name, s in zip(names, states):
+            _check_state(name, s, given)
+        if not batched:
+            states = tuple(s.unsqueeze(1) for s in states)
+        return tuple(states) if self.mode == "LSTM" else states[0]
+
+    def forward(self, input, hx=None):
+        self._check_input(input)
+        batched = input.ndim == 3
+        x = input if batched else input.unsqueeze(1)
+        if self.batch_first and batched:
+            x = x.transpose(0, 1)
+        state = self._initial_state(hx, x.shape[1], input, batched)
+        is_lstm = self.mode == "LSTM"
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for direction, suffix in enumerate(self._suffixes):
+                k = layer * self._directions + direction
+                w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, suffix)
+                xproj = F.linear(x, w_ih, b_ih)
+                hk = (state[0][k], state[1][k]) if is_lstm else state[k]
+                out, h, c = _run_recurrence(self.mode, xproj, hk, w_hh, b_hh, direction == 1)
+                outs.append(out)
+                h_n.append(h)
+                c_n.append(c)
+            x = outs[0] if len(outs) == 1 else pe.cat(outs, dim=2)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, p=self.dropout, training=True)
+        output = x
+        if self.batch_first and batched:
+            output = output.transpose(0, 1)
+        h_n = pe.stack(h_n, dim=0)
+        c_n = pe.stack(c_n, dim=0) if is_lstm else None
+        if not batched:
+            output = output.squeeze(1)
+            h_n = h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if is_lstm else None
+        return (output, (h_n, c_n)) if is_lstm else (output, h_n)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__("RNN_" + nonlinearity.upper(), input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(RNNBase):
+    """Long short-term memory; returns ``(output, (h_n, c_n))`` as PyTorch."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit; returns ``(output, h_n)`` as PyTorch."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional)
+
+
+class RNNCellBase(Module):
+    """One time step; parameters ``weight_ih, weight_hh, bias_ih, bias_hh`` as PyTorch."""
+
+    def __init__(self, mode, input_size, hidden_size, bias=True):
+        super().__init__()
+        self.mode = mode
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        gates = _GATES[self.mode] * hidden_size
+        self.weight_ih = Parameter(pe.empty(gates, input_size))
+        self.weight_hh = Parameter(pe.empty(gates, hidden_size))
+        if bias:
+            self.bias_ih = Parameter(pe.empty(gates))
+            self.bias_hh = Parameter(pe.empty(gates))
+        else:
+            self.bias_ih = self.bias_hh = None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -bound, bound)
+
+    def _step(self, input, hx):
+        name = type(self).__name__
+        if input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"{name}: expected input of shape (batch, {self.input_size}) or "
+                f"({self.input_size},), got {tuple(input.shape)}"
+            )
+        batched = input.ndim == 2
+        x = input if batched else input.unsqueeze(0)
+        shape = (x.shape[0], self.hidden_size)
+        if hx is None:
+            zeros = pe.zeros(*shape, dtype=input.dtype, device=input.device)
+            hx = (zeros, zeros) if self.mode == "LSTM" else zeros
+        states = hx if self.mode == "LSTM" else (hx,)
+        for s in states:
+            if tuple(s.shape) != (shape if batched else shape[1:]):
+                raise RuntimeError(
+                    f"{name}: expected hidden state of shape {shape if batched else shape[1:]}"
+                    f" for input of shape {tuple(input.shape)}, got {tuple(s.shape)}"
+                )
+        if not batched:
+            states = tuple(s.unsqueeze(0) for s in states)
+        xproj = F.linear(x, self.weight_ih, self.bias_ih).unsqueeze(0)
+        hk = states if self.mode == "LSTM" else states[0]
+        _, h, c = _run_recurrence(self.mode, xproj, hk, self.weight_hh, self.bias_hh, False)
+        if not batched:
+            h = h.squeeze(0)
+            c = c.squeeze(0) if c is not None else None
+        return (h, c) if self.mode == "LSTM" else h
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        return s if self.bias else s + ", bias=False"
+
+
+class RNNCell(RNNCellBase):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(
+                f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}"
+            )
+        super().__init__("RNN_" + nonlinearity.upper(), input_size, hidden_size, bias)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input, hx=None):
+        return self._step(input, hx)
+
+
+class LSTMCell(RNNCellBase):
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__("LSTM", input_size, hidden_size, bias)
+
+    def forward(self, input, hx=None):
+        """Returns ``(h_1, c_1)``; hx is ``(h_0, c_0)`` or None for zeros."""
+        return self._step(input, hx)
+
+
+class GRUCell(RNNCellBase):
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__("GRU", input_size, hidden_size, bias)
+
+    def forward(self, input, hx=None):
+        return self._step(input, hx)
