@@ -1,0 +1,134 @@
+"""pyengine's NumPy CPU backend against PyTorch CPU, side by side in one run.
+
+Times one training step (forward, cross-entropy, backward, SGD-with-momentum step) of
+
+  * the MLP 64-128-64-10 at batch 64 (8x8 digits, flattened)
+  * LeNet-5 at batch 64 (1x28x28)
+
+in both frameworks with the same weights and the same random inputs, and prints the median
+step time of each and the ratio pyengine/PyTorch per model (target: <= 1.5).
+
+    python bench/cpu_vs_torch.py [--repeats N] [--json FILE]
+
+Exits 0 with a message when PyTorch is not installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def median_step_ms(step, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def pyengine_step(model, x: np.ndarray, y: np.ndarray):
+    import pyengine as pe
+
+    xt, yt = pe.from_numpy(x), pe.from_numpy(y)
+    opt = pe.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        opt.zero_grad()
+        loss = pe.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def torch_step(model, x: np.ndarray, y: np.ndarray):
+    import torch
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def torch_twin(name: str):
+    """The PyTorch model with the same architecture and state-dict keys as ours."""
+    import torch.nn as tnn
+
+    if name == "mlp":
+        return tnn.Sequential(tnn.Linear(64, 128), tnn.ReLU(), tnn.Linear(128, 64), tnn.ReLU(), tnn.Linear(64, 10))
+
+    class LeNet5(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+                                           tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2))
+            self.classifier = tnn.Sequential(tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(),
+                                             tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+
+        def forward(self, x):
+            return self.classifier(self.features(x))
+    return LeNet5()
+
+
+def build(name: str):
+    """Our model and its PyTorch twin, starting from the same weights so both do the same
+    arithmetic."""
+    from pyengine.models import get_model
+
+    ours, theirs = get_model(name), torch_twin(name)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+CASES = {"mlp": (64, (64,)), "lenet5": (64, (1, 28, 28))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=50, help="timed steps per model (median reported)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("cpu_vs_torch: PyTorch is not installed; nothing to compare against (pip install torch).")
+        return 0
+
+    rng = np.random.default_rng(0)
+    rows = []
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__}")
+    print(f"{'model':<8} {'batch':>5} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
+    for name, (batch, shape) in CASES.items():
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        y = rng.integers(0, 10, batch).astype(np.int64)
+        ours, theirs = build(name)
+        ms_ours = median_step_ms(pyengine_step(ours, x, y), args.repeats, args.warmup)
+        ms_torch = median_step_ms(torch_step(theirs, x, y), args.repeats, args.warmup)
+        rows.append({"model": name, "batch": batch, "pyengine_ms": ms_ours, "torch_ms": ms_torch,
+                     "ratio": ms_ours / ms_torch})
+        print(f"{name:<8} {batch:>5} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"repeats": args.repeats, "torch": torch.__version__, "numpy": np.__version__,
+                       "cores": os.cpu_count(), "results": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
