@@ -1,0 +1,19 @@
+"""Scaled dot-product attention: softmax(q k^T * scale + mask) v, optionally with dropout."""
+from pyengine.autograd import Function
+
+
+class ScaledDotProductAttention(Function):
+    @staticmethod
+    def forward(ctx, q, k, v, attn_mask, is_causal, scale, dropout_p):
+        conf = (attn_mask, is_causal, scale, dropout_p)
+        out, saved = ctx.backend.sdpa(q, k, v, *conf)
+        ctx.save_for_backward(q, k, v, out)
+        ctx.saved = saved  # opaque to us: whatever this backend's sdpa_backward wants back
+        ctx.conf = conf
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        q, k, v, out = ctx.saved_tensors
+        gq, gk, gv = ctx.backend.sdpa_backward(gout, q, k, v, out, ctx.saved, *ctx.conf)
+        return gq, gk, gv, None, None, None, None

@@ -1,0 +1,119 @@
+"""Elementwise losses (MSE, L1, binary cross-entropy) and the reduction they share."""
+from pyengine.autograd import Function
+
+
+def reduce(xp, loss, reduction, denominator=None):
+    """Apply 'none' | 'sum' | 'mean'; the mean divides by ``denominator`` (default: loss.size)."""
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "mean":
+        # Cast so a float32 loss is not promoted to float64 by an int64 count.
+        d = loss.size if denominator is None else denominator.astype(loss.dtype)
+        total = total / d
+    return xp.asarray(total, dtype=loss.dtype)
+
+
+def unreduce(xp, g, shape, reduction, denominator=None):
+    """Gradient of ``reduce`` w.r.t. its elementwise loss, as an array of ``shape``."""
+    if reduction == "none":
+        return g
+    if reduction == "mean":
+        size = 1
+        for n in shape:
+            size *= n
+        g = g / (size if denominator is None else denominator.astype(g.dtype))
+    return xp.broadcast_to(g, shape)
+
+
+class MSELoss(Function):
+    @staticmethod
+    def forward(ctx, x, t, reduction):
+        d = x - t
+        ctx.save_for_backward(d)
+        ctx.reduction = reduction
+        return reduce(ctx.backend.xp, d * d, reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        (d,) = ctx.saved_tensors
+        gd = 2 * d * unreduce(ctx.backend.xp, g, d.shape, ctx.reduction)
+        return gd, -gd, None
+
+
+class L1Loss(Function):
+    @staticmethod
+    def forward(ctx, x, t, reduction):
+        xp = ctx.backend.xp
+        d = x - t
+        ctx.save_for_backward(d)
+        ctx.reduction = reduction
+        return reduce(xp, xp.abs(d), reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        (d,) = ctx.saved_tensors
+        xp = ctx.backend.xp
+        gd = xp.sign(d) * unreduce(xp, g, d.shape, ctx.reduction)
+        return gd, -gd, None
+
+
+# PyTorch clamps log(p) at -100 so p == 0 or 1 gives a finite loss, and floors p*(1-p)
+# at 1e-12 in the gradient for the same reason.
+_LOG_FLOOR = -100.0
+_GRAD_EPS = 1e-12
+
+
+class BCELoss(Function):
+    @staticmethod
+    def forward(ctx, p, t, weight, reduction):
+        xp = ctx.backend.xp
+        log_p = xp.maximum(xp.log(p), _LOG_FLOOR)
+        log_q = xp.maximum(xp.log1p(-p), _LOG_FLOOR)
+        loss = -(t * log_p + (1 - t) * log_q)
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(p, t, weight, log_p, log_q)
+        ctx.reduction = reduction
+        return reduce(xp, loss, reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        p, t, weight, log_p, log_q = ctx.saved_tensors
+        xp = ctx.backend.xp
+        g = unreduce(xp, g, p.shape, ctx.reduction)
+        if weight is not None:
+            g = g * weight
+        gp = g * (p - t) / xp.maximum(p * (1 - p), _GRAD_EPS)
+        gt = g * (log_q - log_p)
+        return gp, gt, None, None
+
+
+class BCEWithLogitsLoss(Function):
+    """loss = (1 - t) x + (1 + (pw - 1) t) softplus(-x), softplus written so it never overflows."""
+
+    @staticmethod
+    def forward(ctx, x, t, weight, pos_weight, reduction):
+        xp = ctx.backend.xp
+        softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)
+        lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        loss = (1 - t) * x + lw * softplus_neg
+        if weight is not None:
+            loss = loss * weight
+        ctx.save_for_backward(x, t, weight, pos_weight, softplus_neg)
+        ctx.reduction = reduction
+        return reduce(xp, loss.astype(x.dtype, copy=False), reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t, weight, pos_weight, softplus_neg = ctx.saved_tensors
+        xp = ctx.backend.xp
+        g = unreduce(xp, g, x.shape, ctx.reduction)
+        if weight is not None:
+            g = g * weight
+        # sigmoid(-x) = exp(-x - softplus(-x)): the exponent is <= 0, so it never overflows.
+        sig_neg = xp.exp(-x - softplus_neg)
+        lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+        gx = g * ((1 - t) - lw * sig_neg)
+        gt = g * (-x if pos_weight is None else -x + (pos_weight - 1) * softplus_neg)
+        return gx, gt, None, None, None
