@@ -1,0 +1,831 @@
+"""The NumPy CPU backend: every name of the backend table, forward and backward.
+
+This is the reference every GPU backend is compared with and the path that trains the
+course's models on a laptop, so it is vectorised throughout: convolution is im2col (a
+strided view copied once) followed by batched float32 GEMMs, and the only Python loops run
+over kernel offsets (kh * kw) where a strided add beats scattering. Conventions (shapes,
+dtypes, argument meaning) are those documented in ``pyengine/backend/__init__.py``.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.polynomial import chebyshev as _cheb
+
+name = "numpy"
+device = "cpu"
+xp = np
+
+# --------------------------------------------------------------------------------------
+# Host transfer and random numbers
+# --------------------------------------------------------------------------------------
+
+_rng = np.random.default_rng()
+
+
+def _np_dtype(dtype):
+    """numpy dtype of a numpy dtype, a Python type or a pyengine dtype (which carries .np)."""
+    return None if dtype is None else np.dtype(getattr(dtype, "np", dtype))
+
+
+def asarray(a, dtype=None):
+    return np.asarray(a, dtype=_np_dtype(dtype))
+
+
+def to_numpy(a):
+    return np.asarray(a)
+
+
+def manual_seed(seed):
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def _float_dtype(dtype, op):
+    dt = np.dtype(np.float32) if dtype is None else _np_dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def rand(shape, dtype=None):
+    return _rng.random(shape, dtype=_float_dtype(dtype, "rand"))
+
+
+def randn(shape, dtype=None):
+    return _rng.standard_normal(shape, dtype=_float_dtype(dtype, "randn"))
+
+
+def randint(low, high, shape):
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    return _rng.integers(low, high, size=shape, dtype=np.int64)
+
+
+def dropout_mask(shape, p, dtype=None):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got p={p}")
+    dt = _float_dtype(dtype, "dropout_mask")
+    if p == 1.0:
+        return np.zeros(shape, dt)
+    keep = _rng.random(shape) >= p
+    return keep.astype(dt) * dt.type(1.0 / (1.0 - p))
+
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+
+def _unbroadcast(g, shape):
+    """Sum a gradient over the dimensions that broadcasting added or stretched."""
+    if g.shape == tuple(shape):
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _pad2d(x, top, bottom, left, right, value=0.0):
+    """x (N, C, H, W) padded on its last two axes with a constant; x itself when no pad."""
+    if not (top or bottom or left or right):
+        return x
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
+def _check_same_dtype(op, **arrays):
+    items = [(k, a) for k, a in arrays.items() if a is not None]
+    dtypes = {a.dtype for _, a in items}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{k} {a.dtype}" for k, a in items)
+        raise TypeError(f"{op}: expected all inputs to share one dtype, got {listing}")
+
+
+# --------------------------------------------------------------------------------------
+# Matrix products
+# --------------------------------------------------------------------------------------
+
+def matmul(a, b):
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul: both operands need ndim >= 2 (the caller promotes 1-D), "
+                         f"got shapes {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+                         f"({a.shape[-1]} != {b.shape[-2]})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} "
+                         f"do not broadcast") from None
+    return np.matmul(a, b)
+
+
+_LINEAR_ACTIVATIONS = {None: None, "relu": ("relu", None), "gelu": ("gelu", "none"),
+                       "gelu_tanh": ("gelu", "tanh")}
+
+
+def linear(x, w, b=None, activation=None):
+    if activation not in _LINEAR_ACTIVATIONS:
+        raise ValueError(f"linear: activation must be one of {list(_LINEAR_ACTIVATIONS)}, "
+                         f"got {activation!r}")
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
+                         f"(expected input (..., {w.shape[-1]}) and weight (out, in))")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")
+    _check_same_dtype("linear", input=x, weight=w, bias=b)
+    # One 2-D GEMM against the transposed weight view: BLAS reads w.T without a copy.
+    y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
+    if b is not None:
+        y += b
+    if activation is None:
+        return y
+    act, param = _LINEAR_ACTIVATIONS[activation]
+    return _activate(act, y, param)
+
+
+# --------------------------------------------------------------------------------------
+# Convolution: im2col through a strided view, batched GEMM, col2im by offset loops
+# --------------------------------------------------------------------------------------
+
+def _conv_out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _check_conv(x, w, b, stride, padding, dilation, groups):
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (O, C/groups, kh, kw), got shape {w.shape}")
+    if groups < 1 or x.shape[1] % groups or w.shape[0] % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide input channels {x.shape[1]} "
+                         f"and output channels {w.shape[0]}")
+    if x.shape[1] != w.shape[1] * groups:
+        raise ValueError(f"conv2d: input {x.shape} has {x.shape[1]} channels but weight "
+                         f"{w.shape} with groups={groups} expects {w.shape[1] * groups}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"conv2d: bias {b.shape} does not match weight {w.shape}")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: stride {stride} and dilation {dilation} must be >= 1, "
+                         f"padding {padding} >= 0")
+    _check_same_dtype("conv2d", input=x, weight=w, bias=b)
+    ho = _conv_out(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    wo = _conv_out(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv2d: input {x.shape} padded by {padding} is smaller than the "
+                         f"dilated kernel of weight {w.shape} (dilation {dilation})")
+    return ho, wo
+
+
+def _im2col(x, kh, kw, stride, padding, dilation, groups, ho, wo):
+    """Patches of x as (G, N, C/G * kh * kw, ho * wo), contiguous, ready for a GEMM."""
+    xp = _pad2d(x, padding[0], padding[0], padding[1], padding[1])
+    n, c = x.shape[:2]
+    cg = c // groups
+    sn, sc, sh, sw = xp.strides
+    # Windows laid out (G, N, Cg, kh, kw, ho, wo): the copy's innermost run is an output
+    # row, long and regular, and the GEMM result comes out NCHW without a transpose.
+    view = as_strided(xp, shape=(groups, n, cg, kh, kw, ho, wo),
+                      strides=(cg * sc, sn, sc, sh * dilation[0], sw * dilation[1],
+                               sh * stride[0], sw * stride[1]), writeable=False)
+    return np.ascontiguousarray(view).reshape(groups, n, cg * kh * kw, ho * wo)
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups):
+    ho, wo = _check_conv(x, w, b, stride, padding, dilation, groups)
+    n = x.shape[0]
+    o, _, kh, kw = w.shape
+    cols = _im2col(x, kh, kw, stride, padding, dilation, groups, ho, wo)
+    wg = w.reshape(groups, 1, o // groups, -1)
+    y = np.matmul(wg, cols)                       # (G, N, O/G, ho*wo)
+    y = y.transpose(1, 0, 2, 3).reshape(n, o, ho, wo)
+    if b is not None:
+        y += b[:, None, None]
+    return y
+
+
+def conv2d_backward(gy, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
+    ho, wo = _check_conv(x, w, None, stride, padding, dilation, groups)
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if gy.shape != (n, o, ho, wo):
+        raise ValueError(f"conv2d_backward: grad_output {gy.shape} does not match the "
+                         f"output shape {(n, o, ho, wo)} of input {x.shape} and weight {w.shape}")
+    gyg = gy.reshape(n, groups, o // groups, ho * wo).transpose(1, 0, 2, 3)   # (G, N, Og, L)
+    gx = gw = gb = None
+    if needs[2]:
+        gb = gy.sum(axis=(0, 2, 3))
+    if needs[1]:
+        cols = _im2col(x, kh, kw, stride, padding, dilation, groups, ho, wo)
+        # Per-sample GEMMs read cols transposed in place; summing N small results is cheaper
+        # than copying cols into one (K, N*L) operand.
+        gw = np.matmul(gyg, cols.swapaxes(-1, -2)).sum(axis=1).reshape(w.shape)
+    if needs[0]:
+        wg = w.reshape(groups, 1, o // groups, cg * kh * kw)
+        gcols = np.matmul(wg.swapaxes(-1, -2), gyg).reshape(groups, n, cg, kh, kw, ho, wo)
+        ph, pw = padding
+        gxp = np.zeros((n, groups, cg, h + 2 * ph, wd + 2 * pw), dtype=gcols.dtype)
+        hspan = stride[0] * (ho - 1) + 1
+        wspan = stride[1] * (wo - 1) + 1
+        for i in range(kh):
+            for j in range(kw):
+                r, q = i * dilation[0], j * dilation[1]
+                gxp[:, :, :, r:r + hspan:stride[0], q:q + wspan:stride[1]] += \
+                    gcols[:, :, :, i, j].transpose(1, 0, 2, 3, 4)
+        gx = gxp.reshape(n, c, h + 2 * ph, wd + 2 * pw)[:, :, ph:ph + h, pw:pw + wd]
+    return gx, gw, gb
+
+
+# --------------------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------------------
+
+def _pool_out(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output size: with ceil_mode the last window must start inside
+    the input or its left padding."""
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _check_pool(op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if min(kernel_size) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"{op}: kernel_size {kernel_size}, stride {stride} and dilation "
+                         f"{dilation} must be >= 1 and padding {padding} >= 0")
+    if any(p > k // 2 for k, p in zip(kernel_size, padding)):
+        raise ValueError(f"{op}: padding {padding} should be at most half of "
+                         f"kernel_size {kernel_size}")
+    ho = _pool_out(x.shape[2], kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    wo = _pool_out(x.shape[3], kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{op}: input {x.shape} is too small for kernel_size {kernel_size}, "
+                         f"padding {padding}, dilation {dilation} (output {ho}x{wo})")
+    return ho, wo
+
+
+def _pool_padded(x, kernel_size, stride, padding, dilation, ho, wo, value):
+    """x padded so that every window (including ceil_mode's partial ones) lies inside."""
+    h, w = x.shape[2:]
+    need_h = (ho - 1) * stride[0] + dilation[0] * (kernel_size[0] - 1) + 1
+    need_w = (wo - 1) * stride[1] + dilation[1] * (kernel_size[1] - 1) + 1
+    return _pad2d(x, padding[0], max(0, need_h - h - padding[0]),
+                  padding[1], max(0, need_w - w - padding[1]), value)
+
+
+def max_pool2d(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False):
+    ho, wo = _check_pool("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    n, c, h, w = x.shape
+    kh, kw = kernel_size
+    xp = _pool_padded(x, kernel_size, stride, padding, dilation, ho, wo, -np.inf)
+    sn, sc, sh, sw = xp.strides
+    win = as_strided(xp, shape=(n, c, ho, wo, kh, kw),
+                     strides=(sn, sc, sh * stride[0], sw * stride[1],
+                              sh * dilation[0], sw * dilation[1]), writeable=False)
+    win = win.reshape(n, c, ho, wo, kh * kw)
+    # argmax takes the first maximum in window order and treats NaN as the maximum,
+    # which is how PyTorch breaks ties and propagates NaN.
+    arg = win.argmax(axis=-1)
+    y = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    row = (np.arange(ho) * stride[0] - padding[0])[:, None] + (arg // kw) * dilation[0]
+    col = (np.arange(wo) * stride[1] - padding[1]) + (arg % kw) * dilation[1]
+    return y, (row * w + col).astype(np.int64)
+
+
+def max_pool2d_backward(gy, indices, x_shape):
+    n, c, h, w = x_shape
+    if gy.shape != indices.shape:
+        raise ValueError(f"max_pool2d_backward: grad_output {gy.shape} and indices "
+                         f"{indices.shape} differ")
+    # Overlapping windows can pick the same input twice: bincount accumulates repeats.
+    plane = np.arange(n * c, dtype=np.int64).reshape(n, c, 1, 1) * (h * w)
+    flat = (indices + plane).ravel()
+    gx = np.bincount(flat, weights=gy.ravel(), minlength=n * c * h * w)
+    return gx.astype(gy.dtype, copy=False).reshape(x_shape)
+
+
+def _avg_divisor(x_shape, kernel_size, stride, padding, ho, wo, count_include_pad,
+                 divisor_override, dtype):
+    if divisor_override:
+        return dtype.type(divisor_override)
+    sizes = []
+    for size, k, s, p, o in zip(x_shape[2:], kernel_size, stride, padding, (ho, wo)):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, size + p)
+        if count_include_pad:
+            sizes.append(end - start)
+        else:
+            sizes.append(np.minimum(end, size) - np.maximum(start, 0))
+    div = (sizes[0][:, None] * sizes[1][None, :]).astype(dtype)
+    # A window lying wholly in ceil_mode's overhang sums nothing; keep it 0, not NaN.
+    div[div == 0] = 1
+    return div
+
+
+def avg_pool2d(x, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    ho, wo = _check_pool("avg_pool2d", x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    xp = _pool_padded(x, kernel_size, stride, padding, (1, 1), ho, wo, 0.0)
+    hspan = stride[0] * (ho - 1) + 1
+    wspan = stride[1] * (wo - 1) + 1
+    total = np.zeros(x.shape[:2] + (ho, wo), dtype=x.dtype)
+    for i in range(kernel_size[0]):
+        for j in range(kernel_size[1]):
+            total += xp[:, :, i:i + hspan:stride[0], j:j + wspan:stride[1]]
+    return total / _avg_divisor(x.shape, kernel_size, stride, padding, ho, wo,
+                                count_include_pad, divisor_override, x.dtype)
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    n, c, h, w = x_shape
+    probe = np.empty((1, 1, h, w), dtype=gy.dtype)
+    ho, wo = _check_pool("avg_pool2d_backward", probe, kernel_size, stride, padding, (1, 1),
+                         ceil_mode)
+    if gy.shape != (n, c, ho, wo):
+        raise ValueError(f"avg_pool2d_backward: grad_output {gy.shape} does not match the "
+                         f"pooled shape {(n, c, ho, wo)} of input {tuple(x_shape)}")
+    g = gy / _avg_divisor(x_shape, kernel_size, stride, padding, ho, wo, count_include_pad,
+                          divisor_override, gy.dtype)
+    ph, pw = padding
+    hspan = stride[0] * (ho - 1) + 1
+    wspan = stride[1] * (wo - 1) + 1
+    # Large enough for every window and for the crop back to the input.
+    gxp = np.zeros((n, c, max(hspan - 1 + kernel_size[0], ph + h),
+                    max(wspan - 1 + kernel_size[1], pw + w)), dtype=gy.dtype)
+    for i in range(kernel_size[0]):
+        for j in range(kernel_size[1]):
+            gxp[:, :, i:i + hspan:stride[0], j:j + wspan:stride[1]] += g
+    return gxp[:, :, ph:ph + h, pw:pw + w]
+
+
+# --------------------------------------------------------------------------------------
+# erf and the normal CDF, float64-accurate (NumPy has no erf)
+# --------------------------------------------------------------------------------------
+# Chebyshev series fitted once at import to math.erf / math.erfc at Chebyshev nodes, on
+# three ranges where the fitted function is smooth and slowly varying:
+#   |x| < 1   erf(x) = x * A(x^2)
+#   1 <= z < 4  erfc(z) = exp(-z^2) * B(t),      t = 1 / (1 + z/2)
+#   z >= 4      erfc(z) = exp(-z^2) / z * C(u),  u = 1 / z^2
+# Relative error against math.erf/erfc: ~2e-15 below 4, ~1e-13 above (exp(-z^2) rounding).
+
+def _fit(f, lo, hi, deg):
+    nodes = np.cos(np.pi * (np.arange(deg + 1) + 0.5) / (deg + 1))
+    values = [f((hi - lo) / 2 * t + (hi + lo) / 2) for t in nodes]
+    return _cheb.chebfit(nodes, values, deg), lo, hi
+
+
+def _series(fit, v):
+    coef, lo, hi = fit
+    return _cheb.chebval((2 * np.clip(v, lo, hi) - (lo + hi)) / (hi - lo), coef)
+
+
+_ERF_SMALL = _fit(lambda u: math.erf(math.sqrt(u)) / math.sqrt(u) if u > 0
+                  else 2 / math.sqrt(math.pi), 0.0, 1.0, 14)
+_ERFC_MID = _fit(lambda t: math.erfc(2 / t - 2) * math.exp((2 / t - 2) ** 2),
+                 1 / 3, 2 / 3, 16)
+_ERFC_TAIL = _fit(lambda u: math.erfc(u ** -0.5) * math.exp(1 / u) * u ** -0.5,
+                  1 / 26 ** 2, 1 / 16, 10)
+
+
+def _erfc_pos(z):
+    """erfc for z >= 1 (float64 array), accurate relative to its tiny values."""
+    out = np.empty_like(z)
+    mid = z < 4
+    zm = z[mid]
+    out[mid] = np.exp(-zm * zm) * _series(_ERFC_MID, 1 / (1 + zm / 2))
+    zt = z[~mid]
+    out[~mid] = np.exp(-zt * zt) / zt * _series(_ERFC_TAIL, 1 / (zt * zt))
+    return out
+
+
+def erf(x):
+    """Vectorised erf in float64 (float32 inputs return float32)."""
+    x = np.asarray(x)
+    x64 = x.astype(np.float64)
+    ax = np.abs(x64)
+    out = np.empty_like(x64)
+    small = ax < 1
+    xs = x64[small]
+    out[small] = xs * _series(_ERF_SMALL, xs * xs)
+    big = ~small
+    out[big] = np.copysign(1 - _erfc_pos(ax[big]), x64[big])
+    return out.astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
+
+
+def _normal_cdf(x):
+    """Phi(x) in float64, accurate in the lower tail where 1 + erf would cancel."""
+    z = np.asarray(x, dtype=np.float64) / math.sqrt(2.0)
+    out = np.empty_like(z)
+    small = np.abs(z) < 1
+    zs = z[small]
+    out[small] = 0.5 + 0.5 * zs * _series(_ERF_SMALL, zs * zs)
+    big = ~small
+    tail = 0.5 * _erfc_pos(np.abs(z[big]))
+    out[big] = np.where(z[big] < 0, tail, 1 - tail)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_TANH_C = 0.044715
+
+
+def _gelu_mode(param):
+    mode = "none" if param is None else param
+    if mode not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {param!r}")
+    return mode
+
+
+def activation(name, x, param=None):
+    t = x.dtype.type
+    if name == "relu":
+        return np.maximum(x, t(0))
+    if name == "leaky_relu":
+        slope = t(0.01 if param is None else param)
+        return np.where(x > 0, x, x * slope)
+    if name == "sigmoid":
+        # exp of a non-positive argument only, so large |x| neither overflows nor warns.
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "selu":
+        neg = t(SELU_SCALE * SELU_ALPHA) * np.expm1(np.minimum(x, t(0)))
+        return np.where(x > 0, t(SELU_SCALE) * x, neg)
+    if name == "gelu":
+        if _gelu_mode(param) == "tanh":
+            inner = t(_SQRT_2_OVER_PI) * (x + t(_GELU_TANH_C) * x * x * x)
+            return t(0.5) * x * (1 + np.tanh(inner))
+        return (x * _normal_cdf(x)).astype(x.dtype, copy=False)
+    raise ValueError(f"unknown activation {name!r}; expected one of "
+                     f"relu, leaky_relu, gelu, sigmoid, tanh, selu")
+
+
+# linear's ``activation`` argument shadows the table function inside its body.
+_activate = activation
+
+
+def activation_backward(name, gy, x, y, param=None):
+    if name in ("relu", "sigmoid", "tanh") and y is None:
+        y = activation(name, x, param)
+    t = gy.dtype.type
+    if name == "relu":
+        return np.where(y > 0, gy, t(0))
+    if name == "leaky_relu":
+        slope = t(0.01 if param is None else param)
+        return np.where(x > 0, gy, gy * slope)
+    if name == "sigmoid":
+        return gy * y * (1 - y)
+    if name == "tanh":
+        return gy * (1 - y * y)
+    if name == "selu":
+        return np.where(x > 0, gy * t(SELU_SCALE),
+                        gy * t(SELU_SCALE * SELU_ALPHA) * np.exp(np.minimum(x, t(0))))
+    if name == "gelu":
+        if _gelu_mode(param) == "tanh":
+            c = t(_GELU_TANH_C)
+            th = np.tanh(t(_SQRT_2_OVER_PI) * (x + c * x * x * x))
+            dinner = t(_SQRT_2_OVER_PI) * (1 + 3 * c * x * x)
+            return gy * (t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * dinner)
+        x64 = x.astype(np.float64, copy=False)
+        pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
+        return (gy * (_normal_cdf(x64) + x64 * pdf)).astype(gy.dtype, copy=False)
+    raise ValueError(f"unknown activation {name!r}; expected one of "
+                     f"relu, leaky_relu, gelu, sigmoid, tanh, selu")
+
+
+# --------------------------------------------------------------------------------------
+# Softmax and cross-entropy
+# --------------------------------------------------------------------------------------
+
+def _logsumexp(x, axis):
+    """Row log-sum-exp, max subtracted; rows of all -inf give -inf (and later NaN)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
+
+
+def softmax(x, dim, log=False):
+    with np.errstate(invalid="ignore"):
+        m = np.max(x, axis=dim, keepdims=True)
+        z = x - m
+        if log:
+            with np.errstate(divide="ignore"):
+                return z - np.log(np.sum(np.exp(z), axis=dim, keepdims=True))
+        e = np.exp(z)
+        return e / np.sum(e, axis=dim, keepdims=True)
+
+
+def softmax_backward(gy, y, dim, log=False):
+    if log:
+        return gy - np.exp(y) * np.sum(gy, axis=dim, keepdims=True)
+    return y * (gy - np.sum(gy * y, axis=dim, keepdims=True))
+
+
+def _check_targets(logits, target, ignore_index, op):
+    if logits.ndim != 2:
+        raise ValueError(f"{op}: expected logits of shape (N, C), got {logits.shape}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"{op}: target {target.shape} does not match logits {logits.shape} "
+                         f"(expected ({logits.shape[0]},))")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}")
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= logits.shape[1]))
+    if bad.any():
+        raise IndexError(f"{op}: target {int(target[bad][0])} is out of bounds for "
+                         f"{logits.shape[1]} classes")
+    return valid
+
+
+def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0):
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    valid = _check_targets(logits, target, ignore_index, "cross_entropy")
+    lse = _logsumexp(logits, axis=1)[:, 0]
+    safe = np.where(valid, target, 0)
+    nll = lse - np.take_along_axis(logits, safe[:, None], axis=1)[:, 0]
+    if label_smoothing:
+        # PyTorch: (1 - eps) * nll + eps * mean over classes of -log p_c.
+        smooth = lse - logits.mean(axis=1)
+        nll = (1 - label_smoothing) * nll + label_smoothing * smooth
+    loss = np.where(valid, nll, 0).astype(logits.dtype, copy=False)
+    return loss, lse
+
+
+def cross_entropy_backward(gloss, logits, target, lse, ignore_index=-100, label_smoothing=0.0):
+    valid = _check_targets(logits, target, ignore_index, "cross_entropy_backward")
+    n, c = logits.shape
+    g = np.exp(logits - lse[:, None])
+    if label_smoothing:
+        g -= logits.dtype.type(label_smoothing / c)
+    rows = np.arange(n)
+    safe = np.where(valid, target, 0)
+    g[rows, safe] -= logits.dtype.type(1 - label_smoothing)
+    g *= np.where(valid, gloss, 0).astype(logits.dtype, copy=False)[:, None]
+    return g
+
+
+# --------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------
+
+def layer_norm(x, weight, bias, eps):
+    if x.ndim != 2:
+        raise ValueError(f"layer_norm: expected x flattened to (M, D), got {x.shape}")
+    d = x.shape[1]
+    for pname, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != (d,):
+            raise ValueError(f"layer_norm: {pname} {p.shape} does not match input {x.shape}")
+    mean = x.mean(axis=1)
+    xc = x - mean[:, None]
+    rstd = 1 / np.sqrt((xc * xc).mean(axis=1) + x.dtype.type(eps))
+    y = xc * rstd[:, None]
+    if weight is not None:
+        y *= weight
+    if bias is not None:
+        y += bias
+    return y, mean, rstd
+
+
+def layer_norm_backward(gy, x, weight, mean, rstd):
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    gw = gb = None
+    if weight is not None:
+        gw = np.sum(gy * xhat, axis=0)
+        gb = np.sum(gy, axis=0)
+        g = gy * weight
+    else:
+        g = gy
+    gx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                          - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return gx, gw, gb
+
+
+def _channel_view(v, ndim):
+    """A per-channel vector (C,) shaped to broadcast against (N, C, *)."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C, *), got shape {x.shape}")
+    c = x.shape[1]
+    for pname, p in (("running_mean", running_mean), ("running_var", running_var),
+                     ("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != (c,):
+            raise ValueError(f"batch_norm: {pname} {p.shape} does not match {c} channels "
+                             f"of input {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // c
+    if training or running_mean is None:
+        if count < 2 and training:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                             f"training, got input size {x.shape}")
+        mean = x.mean(axis=axes)
+        xc = x - _channel_view(mean, x.ndim)
+        var = (xc * xc).mean(axis=axes)
+        if training and running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+        if training and running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * var * (count / (count - 1))
+    else:
+        # Copies: the caller saves mean for backward while the running buffers may change.
+        mean = running_mean.astype(x.dtype)
+        var = running_var.astype(x.dtype)
+        xc = x - _channel_view(mean, x.ndim)
+    rstd = 1 / np.sqrt(var + x.dtype.type(eps))
+    y = xc * _channel_view(rstd, x.ndim)
+    if weight is not None:
+        y *= _channel_view(weight, x.ndim)
+    if bias is not None:
+        y += _channel_view(bias, x.ndim)
+    return y, mean, rstd
+
+
+def batch_norm_backward(gy, x, weight, mean, rstd, training):
+    axes = (0,) + tuple(range(2, x.ndim))
+    r = _channel_view(rstd, x.ndim)
+    xhat = (x - _channel_view(mean, x.ndim)) * r
+    gw = gb = None
+    if weight is not None:
+        gw = np.sum(gy * xhat, axis=axes)
+        gb = np.sum(gy, axis=axes)
+        g = gy * _channel_view(weight, x.ndim)
+    else:
+        g = gy
+    if not training:
+        return g * r, gw, gb
+    gx = r * (g - g.mean(axis=axes, keepdims=True)
+              - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return gx, gw, gb
+
+
+# --------------------------------------------------------------------------------------
+# Gather gradients: embedding and indexing
+# --------------------------------------------------------------------------------------
+
+def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
+    d = gy.shape[-1]
+    if gy.shape[:-1] != indices.shape:
+        raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match "
+                         f"indices {indices.shape} (expected indices.shape + (dim,))")
+    idx = indices.reshape(-1).astype(np.int64, copy=False)
+    if idx.size and (idx.min() < 0 or idx.max() >= num_embeddings):
+        raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
+    g = gy.reshape(-1, d)
+    gw = np.zeros((num_embeddings, d), dtype=gy.dtype)
+    if idx.size:
+        # Sort rows by index, sum each run with reduceat: an accumulate without np.add.at.
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+        gw[sorted_idx[starts]] = np.add.reduceat(g[order], starts, axis=0)
+    if padding_idx is not None:
+        gw[operator.index(padding_idx) % num_embeddings] = 0
+    return gw
+
+
+def _is_basic_index(index):
+    """True when index has only ints, slices, None and Ellipsis: no element repeats."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, slice)
+               or (isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)))
+               for i in items)
+
+
+def scatter_add(shape, index, values):
+    shape = tuple(shape)
+    values = np.asarray(values)
+    out = np.zeros(shape, dtype=values.dtype)
+    if _is_basic_index(index):
+        out[index] = values
+        return out
+    # Advanced indices may repeat: map each selected element to its flat position and let
+    # bincount sum the repeats.
+    flat = np.arange(out.size, dtype=np.int64).reshape(shape)[index]
+    contrib = np.broadcast_to(values, flat.shape)
+    summed = np.bincount(flat.ravel(), weights=contrib.ravel(), minlength=out.size)
+    return summed.astype(values.dtype, copy=False).reshape(shape)
+
+
+# --------------------------------------------------------------------------------------
+# Scaled dot-product attention
+# --------------------------------------------------------------------------------------
+
+def _attention_bias(attn_mask, is_causal, l, s, dtype):
+    """The additive bias (0 / -inf) or None for the mask arguments."""
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("sdpa: pass either attn_mask or is_causal=True, not both")
+        # Top-left aligned as PyTorch: query i sees keys 0..i.
+        return np.where(np.tril(np.ones((l, s), dtype=bool)), dtype.type(0), dtype.type(-np.inf))
+    if attn_mask is None:
+        return None
+    if attn_mask.dtype == np.bool_:
+        return np.where(attn_mask, dtype.type(0), dtype.type(-np.inf))
+    return attn_mask.astype(dtype, copy=False)
+
+
+def _check_sdpa(q, k, v, attn_mask):
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"sdpa: q, k, v need ndim >= 2, got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"sdpa: expected q (..., L, E), k (..., S, E), v (..., S, Ev), "
+                         f"got {q.shape}, {k.shape}, {v.shape}")
+    if attn_mask is not None:
+        try:
+            np.broadcast_shapes(attn_mask.shape, q.shape[:-1] + (k.shape[-2],))
+        except ValueError:
+            raise ValueError(f"sdpa: attn_mask {attn_mask.shape} does not broadcast to "
+                             f"{q.shape[:-1] + (k.shape[-2],)}") from None
+
+
+def _sdpa_scale(q, scale):
+    return q.dtype.type(1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+
+
+def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
+    _check_sdpa(q, k, v, attn_mask)
+    scores = np.matmul(q, k.swapaxes(-1, -2)) * _sdpa_scale(q, scale)
+    bias = _attention_bias(attn_mask, is_causal, q.shape[-2], k.shape[-2], scores.dtype)
+    if bias is not None:
+        scores = scores + bias
+    p = softmax(scores, -1)
+    mask = dropout_mask(p.shape, dropout_p, p.dtype) if dropout_p > 0 else None
+    out = np.matmul(p if mask is None else p * mask, v)
+    return out, (p, mask)
+
+
+def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, scale=None,
+                  dropout_p=0.0):
+    p, mask = saved
+    pd = p if mask is None else p * mask
+    gv = _unbroadcast(np.matmul(pd.swapaxes(-1, -2), gout), v.shape)
+    gp = np.matmul(gout, v.swapaxes(-1, -2))
+    if mask is not None:
+        gp = gp * mask
+    gs = p * (gp - np.sum(gp * p, axis=-1, keepdims=True)) * _sdpa_scale(q, scale)
+    gq = _unbroadcast(np.matmul(gs, k), q.shape)
+    gk = _unbroadcast(np.matmul(gs.swapaxes(-1, -2), q), k.shape)
+    return gq, gk, gv
+
+
+# --------------------------------------------------------------------------------------
+# Optimizer updates, in place, as torch.optim's single-tensor code paths
+# --------------------------------------------------------------------------------------
+
+def sgd_step(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay, first_step):
+    if weight_decay:
+        grad = grad + weight_decay * param
+    if momentum:
+        if buf is None:
+            raise ValueError("sgd_step: momentum != 0 needs a momentum buffer, got None")
+        if first_step:
+            buf[...] = grad
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * grad
+        grad = grad + momentum * buf if nesterov else buf
+    param -= lr * grad
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps,
+              weight_decay, decoupled, amsgrad):
+    if weight_decay:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+    exp_avg += (1 - beta1) * (grad - exp_avg)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+    if amsgrad:
+        if max_exp_avg_sq is None:
+            raise ValueError("adam_step: amsgrad=True needs max_exp_avg_sq, got None")
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second = max_exp_avg_sq
+    else:
+        second = exp_avg_sq
+    denom = np.sqrt(second) / bias_correction2_sqrt + eps
+    param -= (lr / bias_correction1) * exp_avg / denom
