@@ -1,0 +1,44 @@
+"""SGD with momentum, dampening, Nesterov, weight decay and maximize (PyTorch's update rule)."""
+from __future__ import annotations
+
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """The update runs in the parameter's backend (``sgd_step``), in place, outside autograd:
+
+    g = grad (+ weight_decay * p); buf = momentum * buf + (1 - dampening) * g (buf = g on the
+    first step); g = g + momentum * buf if nesterov else buf; p -= lr * g.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"Nesterov momentum requires a momentum and zero dampening "
+                             f"(got momentum={momentum}, dampening={dampening})")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+
+    def step(self, closure=None):
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            momentum = group["momentum"]
+            for p, backend, grad in self._grads(group):
+                buf = None
+                first = False
+                if momentum != 0:
+                    state = self._state_for(p)
+                    if state.get("momentum_buffer") is None:
+                        first = True
+                        state["momentum_buffer"] = Tensor._make(backend.xp.zeros_like(p.data), p.device)
+                    buf = state["momentum_buffer"].data
+                backend.sgd_step(p.data, grad, buf, group["lr"], momentum, group["dampening"],
+                                 group["nesterov"], group["weight_decay"], first)
+        return loss
