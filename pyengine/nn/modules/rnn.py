@@ -69,7 +69,7 @@ class _SimpleRecurrence(Function):
             hs[t] = h
         ctx.save_for_backward(hs, h0, w_hh)
         ctx.nonlinearity, ctx.reverse, ctx.has_bias = nonlinearity, reverse, b_hh is not None
-        return hs, h.copy()
+        return hs, h
 
     @staticmethod
     def backward(ctx, gout, gh_n):
@@ -119,7 +119,7 @@ class _LSTMRecurrence(Function):
             hs[t], cs[t], tanh_cs[t] = h, c, tc
         ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        return hs, h.copy(), c.copy()
+        return hs, h, c
 
     @staticmethod
     def backward(ctx, gout, gh_n, gc_n):
@@ -175,7 +175,7 @@ class _GRURecurrence(Function):
             hp_n[t], hs[t] = hp[:, 2 * H :], h
         ctx.save_for_backward(acts, hp_n, hs, h0, w_hh)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        return hs, h.copy()
+        return hs, h
 
     @staticmethod
     def backward(ctx, gout, gh_n):

@@ -1,0 +1,234 @@
+"""GPT and CharRNN: against a PyTorch reference with copied weights, generation, the text
+corpus and the synthetic tasks, and that both models learn."""
+import numpy as np
+import pytest
+
+import pyengine as pe
+from pyengine import nn
+from pyengine.data.sequence_tasks import IGNORE_INDEX, as_language_model, make_task
+from pyengine.data.text import CharTokenizer, CharWindows, TextCorpus, split_by_position
+from pyengine.models import GPT, CharRNN
+
+
+def _torch_gpt(torch, vocab, block, n_layer, n_head, d):
+    """The same architecture written with torch.nn, for copied-weight comparison."""
+    tnn, tF = torch.nn, torch.nn.functional
+
+    class Attn(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn, self.c_proj = tnn.Linear(d, 3 * d), tnn.Linear(d, d)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = (t.reshape(B, T, n_head, -1).transpose(1, 2) for t in self.c_attn(x).split(d, -1))
+            y = tF.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, d))
+
+    class MLP(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc, self.gelu, self.c_proj = tnn.Linear(d, 4 * d), tnn.GELU(), tnn.Linear(4 * d, d)
+
+        def forward(self, x):
+            return self.c_proj(self.gelu(self.c_fc(x)))
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn, self.ln_2, self.mlp = tnn.LayerNorm(d), Attn(), tnn.LayerNorm(d), MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class Ref(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = tnn.Embedding(vocab, d), tnn.Embedding(block, d)
+            self.h = tnn.ModuleList([Block() for _ in range(n_layer)])
+            self.ln_f = tnn.LayerNorm(d)
+            self.lm_head = tnn.Linear(d, vocab, bias=False)
+            self.lm_head.weight = self.wte.weight
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for b in self.h:
+                x = b(x)
+            return self.lm_head(self.ln_f(x))
+
+    return Ref().double()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("B,T", [(1, 1), (3, 17), (2, 33)])
+def test_gpt_matches_torch(B, T, rng):
+    torch = pytest.importorskip("torch")
+    ours = GPT(vocab_size=11, block_size=33, n_layer=2, n_head=2, n_embd=16).double()
+    theirs = _torch_gpt(torch, 11, 33, 2, 2, 16)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
+    idx = rng.integers(0, 11, size=(B, T))
+    target = rng.integers(0, 11, size=(B, T))
+    lt, lp = theirs(torch.tensor(idx)), ours(pe.tensor(idx))
+    np.testing.assert_allclose(lp.numpy(), lt.detach().numpy(), rtol=1e-9, atol=1e-11)
+    torch.nn.functional.cross_entropy(lt.reshape(-1, 11), torch.tensor(target).reshape(-1)).backward()
+    nn.functional.cross_entropy(lp.reshape(-1, 11), pe.tensor(target).reshape(-1)).backward()
+    grads = dict(theirs.named_parameters())
+    assert len(list(ours.parameters())) == len(grads)  # the tied weight counted once
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), grads[name].grad.numpy(), rtol=1e-8, atol=1e-11,
+                                   err_msg=name)
+
+
+def test_gpt_weight_tying_and_errors():
+    model = GPT(vocab_size=7, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    assert model.lm_head.weight is model.wte.weight
+    with pytest.raises(ValueError, match=r"length 9 exceeds block_size 8"):
+        model(pe.zeros(1, 9, dtype=pe.int64))
+    with pytest.raises(ValueError, match=r"\(B, T\).*\(9,\)"):
+        model(pe.zeros(9, dtype=pe.int64))
+    with pytest.raises(ValueError, match=r"n_embd \(10\).*n_head \(3\)"):
+        GPT(vocab_size=7, n_embd=10, n_head=3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GPT(vocab_size=13, block_size=6, n_layer=1, n_head=2, n_embd=8),
+    lambda: CharRNN(vocab_size=13, embed_dim=5, hidden_size=7, cell="gru"),
+], ids=["gpt", "charrnn"])
+def test_generate(make, rng):
+    model = make()
+    idx = pe.tensor(rng.integers(0, 13, size=(2, 4)))
+    pe.manual_seed(5)
+    a = model.generate(idx, 9, temperature=0.8, top_k=4).numpy()
+    pe.manual_seed(5)
+    b = model.generate(idx, 9, temperature=0.8, top_k=4).numpy()
+    assert a.shape == (2, 13) and a.dtype == np.int64
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[:, :4], idx.numpy())
+    assert a.min() >= 0 and a.max() < 13
+    greedy = model.generate(idx, 3, temperature=0).numpy()
+    top1 = model.generate(idx, 3, top_k=1).numpy()
+    np.testing.assert_array_equal(greedy, top1)
+    with pe.no_grad():  # the greedy token is the argmax of the logits given the prefix
+        first = model(idx)[:, -1, :].numpy().argmax(-1)
+    np.testing.assert_array_equal(greedy[:, 4], first)
+
+
+def test_charrnn_generate_carries_state(rng):
+    """Generation one token at a time with the carried state gives the logits a full pass gives."""
+    model = CharRNN(vocab_size=9, embed_dim=4, hidden_size=6, num_layers=2, cell="lstm")
+    ids = model.generate(pe.tensor(rng.integers(0, 9, size=(1, 3))), 5, temperature=0).numpy()
+    with pe.no_grad():
+        full = model(pe.tensor(ids[:, :-1])).numpy()
+    np.testing.assert_array_equal(full[0, 2:].argmax(-1), ids[0, 3:])
+
+
+def test_text_corpus_and_windows():
+    corpus = TextCorpus()
+    assert len(corpus.text) > 100_000 and 60 <= corpus.vocab_size <= 200
+    tok = corpus.tokenizer
+    sample = corpus.text[1000:1300]
+    assert tok.decode(tok.encode(sample)) == sample
+    joined = np.concatenate([corpus.train_ids, corpus.val_ids, corpus.test_ids])
+    np.testing.assert_array_equal(joined, tok.encode(corpus.text))
+    assert len(corpus.val_ids) == int(0.05 * len(joined))
+    ids = np.arange(23)
+    w = CharWindows(ids, 5)
+    assert len(w) == 4
+    x, y = w.__getitems__([3, 0])
+    np.testing.assert_array_equal(x.numpy(), [[15, 16, 17, 18, 19], [0, 1, 2, 3, 4]])
+    np.testing.assert_array_equal(y.numpy(), x.numpy() + 1)
+    unigram = corpus.unigram_loss("val")
+    counts = np.bincount(corpus.train_ids, minlength=corpus.vocab_size) + 1
+    assert unigram == pytest.approx(-np.mean(np.log(counts / counts.sum())[corpus.val_ids]))
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        CharTokenizer("abc").encode("abd")
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_by_position(ids, (0.5, 0.2, 0.2))
+
+
+def test_sequence_tasks():
+    for name in ("copy", "reverse", "sort"):
+        src, tgt = make_task(name, 50, length=7, vocab=5, seed=2)
+        for s, t in zip(src.tolist(), tgt.tolist()):
+            expected = {"copy": s, "reverse": s[::-1], "sort": sorted(s)}[name]
+            assert t == expected
+    src, tgt = make_task("add", 40, length=3, seed=1)
+    for s, t in zip(src.tolist(), tgt.tolist()):
+        a = int("".join(map(str, s[:3])))
+        b = int("".join(map(str, s[3:])))
+        assert int("".join(map(str, t[::-1]))) == a + b
+    a1, _ = make_task("sort", 5, seed=9)
+    a2, _ = make_task("sort", 5, seed=9)
+    np.testing.assert_array_equal(a1, a2)
+    x, y = as_language_model(np.array([[1, 2]]), np.array([[3, 4]]), sep=9)
+    np.testing.assert_array_equal(x, [[1, 2, 9, 3]])
+    np.testing.assert_array_equal(y, [[IGNORE_INDEX, IGNORE_INDEX, 3, 4]])
+    with pytest.raises(ValueError, match="unknown sequence task"):
+        make_task("rotate", 3)
+
+
+def _train_lm(model, x, y, steps, lr, batch=64, seed=0):
+    opt = pe.optim.Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        i = rng.integers(0, len(x), batch)
+        logits = model(pe.tensor(x[i]))
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), pe.tensor(y[i]).reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def _answer_accuracy(model, x, y):
+    model.eval()
+    with pe.no_grad():
+        pred = model(pe.tensor(x)).numpy().argmax(-1)
+    scored = y != IGNORE_INDEX
+    return (pred[scored] == y[scored]).mean()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,steps", [("copy", 250), ("reverse", 250), ("sort", 400)])
+def test_gpt_learns_sequence_task(task, steps):
+    pe.manual_seed(0)
+    vocab, length = 6, 5
+    x, y = as_language_model(*make_task(task, 4000, length, vocab, seed=1), sep=vocab)
+    xv, yv = as_language_model(*make_task(task, 500, length, vocab, seed=2), sep=vocab)
+    model = GPT(vocab_size=vocab + 1, block_size=x.shape[1], n_layer=2, n_head=2, n_embd=32)
+    _train_lm(model, x, y, steps, lr=3e-3)
+    acc = _answer_accuracy(model, xv, yv)
+    assert acc >= 0.95, f"{task}: held-out answer accuracy {acc:.3f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [
+    lambda V: CharRNN(vocab_size=V, embed_dim=32, hidden_size=128, cell="lstm"),
+    lambda V: GPT(vocab_size=V, block_size=64, n_layer=2, n_head=4, n_embd=64),
+], ids=["charrnn", "gpt"])
+def test_language_model_beats_unigram(make):
+    pe.manual_seed(0)
+    corpus = TextCorpus()
+    model = make(corpus.vocab_size)
+    rng = np.random.default_rng(0)
+    opt = pe.optim.Adam(model.parameters(), lr=3e-3)
+    starts = rng.integers(0, len(corpus.train_ids) - 65, size=(250, 32))
+    for s in starts:
+        idx = s[:, None] + np.arange(65)
+        chunk = corpus.train_ids[idx]
+        logits = model(pe.tensor(chunk[:, :-1]))
+        loss = nn.functional.cross_entropy(logits.reshape(-1, corpus.vocab_size),
+                                           pe.tensor(chunk[:, 1:]).reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    val = corpus.windows("val", 64)
+    x, y = val.__getitems__(range(min(len(val), 200)))
+    with pe.no_grad():
+        logits = model(x)
+        val_loss = nn.functional.cross_entropy(logits.reshape(-1, corpus.vocab_size), y.reshape(-1)).item()
+    unigram = corpus.unigram_loss("val")
+    assert val_loss < unigram - 0.5, f"validation loss {val_loss:.3f} vs unigram {unigram:.3f}"
