@@ -1,5 +1,7 @@
 """GPT and CharRNN: against a PyTorch reference with copied weights, generation, the text
 corpus and the synthetic tasks, and that both models learn."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,62 +12,21 @@ from pyengine.data.text import CharTokenizer, CharWindows, TextCorpus, split_by_
 from pyengine.models import GPT, CharRNN
 
 
-def _torch_gpt(torch, vocab, block, n_layer, n_head, d):
-    """The same architecture written with torch.nn, for copied-weight comparison."""
-    tnn, tF = torch.nn, torch.nn.functional
+@pytest.fixture
+def torch_gpt(monkeypatch):
+    """The PyTorch twin of GPT that bench/cpu_vs_torch_seq.py times against."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    from cpu_vs_torch_seq import torch_gpt
 
-    class Attn(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn, self.c_proj = tnn.Linear(d, 3 * d), tnn.Linear(d, d)
-
-        def forward(self, x):
-            B, T, _ = x.shape
-            q, k, v = (t.reshape(B, T, n_head, -1).transpose(1, 2) for t in self.c_attn(x).split(d, -1))
-            y = tF.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, d))
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc, self.gelu, self.c_proj = tnn.Linear(d, 4 * d), tnn.GELU(), tnn.Linear(4 * d, d)
-
-        def forward(self, x):
-            return self.c_proj(self.gelu(self.c_fc(x)))
-
-    class Block(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.attn, self.ln_2, self.mlp = tnn.LayerNorm(d), Attn(), tnn.LayerNorm(d), MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class Ref(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte, self.wpe = tnn.Embedding(vocab, d), tnn.Embedding(block, d)
-            self.h = tnn.ModuleList([Block() for _ in range(n_layer)])
-            self.ln_f = tnn.LayerNorm(d)
-            self.lm_head = tnn.Linear(d, vocab, bias=False)
-            self.lm_head.weight = self.wte.weight
-
-        def forward(self, idx):
-            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
-            for b in self.h:
-                x = b(x)
-            return self.lm_head(self.ln_f(x))
-
-    return Ref().double()
+    return torch_gpt
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize("B,T", [(1, 1), (3, 17), (2, 33)])
-def test_gpt_matches_torch(B, T, rng):
+def test_gpt_matches_torch(B, T, rng, torch_gpt):
     torch = pytest.importorskip("torch")
     ours = GPT(vocab_size=11, block_size=33, n_layer=2, n_head=2, n_embd=16).double()
-    theirs = _torch_gpt(torch, 11, 33, 2, 2, 16)
+    theirs = torch_gpt(11, 33, 2, 2, 16).double()
     assert list(ours.state_dict()) == list(theirs.state_dict())
     theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
     idx = rng.integers(0, 11, size=(B, T))

@@ -10,6 +10,8 @@ random windows, so no validation character is ever seen in training.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .dataset import Dataset
@@ -128,3 +130,18 @@ class TextCorpus:
 
     def windows(self, split: str, block_size: int) -> CharWindows:
         return CharWindows(getattr(self, f"{split}_ids"), block_size)
+
+
+@functools.lru_cache(maxsize=1)
+def default_corpus() -> TextCorpus:
+    """The whole bundled corpus, built once per process (the model registry and the CLI
+    need its vocabulary size and its windows)."""
+    return TextCorpus()
+
+
+def text_windows(block_size: int = 64) -> CharWindows:
+    """Every non-overlapping window of the whole corpus, for ``pyengine train charrnn|gpt``
+    (whose loop splits the windows itself; windows never overlap, so no character of a
+    validation window is a training input)."""
+    corpus = default_corpus()
+    return CharWindows(corpus.tokenizer.encode(corpus.text), block_size)
