@@ -1,0 +1,328 @@
+"""Define-by-run autograd: Function, the backward graph walk, grad modes, gradcheck.
+
+A Function works on backend arrays, never on Tensors: ``apply`` unwraps the Tensor
+arguments, runs ``forward`` and, when grad is enabled and an input requires it, keeps the
+``ctx`` as the graph node of the outputs. ``backward`` walks those nodes in reverse
+topological order and accumulates into the leaves' ``.grad``, as PyTorch does.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import numpy as np
+
+from .backend import get_backend
+
+_grad_enabled = True
+_anomaly = False
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager and decorator that sets grad mode, restoring the old one on exit."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev, _grad_enabled = _grad_enabled, self.mode
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+
+class no_grad(set_grad_enabled):
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    def __init__(self):
+        super().__init__(True)
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Inside, a NaN or inf produced by a backward raises naming the Function."""
+    global _anomaly
+    prev, _anomaly = _anomaly, True
+    try:
+        yield
+    finally:
+        _anomaly = prev
+
+
+class Context:
+    """The ``ctx`` of a Function call; kept as the graph node of its outputs."""
+
+    def __init__(self, fn, backend, needs_input_grad):
+        self.fn = fn
+        self.backend = backend
+        self.needs_input_grad = needs_input_grad
+        self.out_device = None  # a Function that moves data sets the outputs' device
+        self._saved = ()
+        self._versions = ()
+        self._freed = False
+        self._non_diff = ()
+        self._parents = ()
+        self._outputs = ()
+        self._retained = {}
+
+    def save_for_backward(self, *arrays):
+        self._saved = arrays
+
+    def mark_non_differentiable(self, *arrays):
+        self._non_diff = arrays
+
+    @property
+    def saved_tensors(self):
+        if self._freed:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                f"graph are freed when you call .backward(); in {self.name}. Specify "
+                "retain_graph=True if you need to backward through the graph a second time.")
+        for i, (counter, version) in enumerate(self._versions):
+            if counter is not None and counter.value != version:
+                shape = tuple(self._saved[i].shape)
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: saved array {i} of shape {shape} of {self.name} is at "
+                    f"version {counter.value}; expected version {version} instead.")
+        return self._saved
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__ + "Backward"
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+
+class Function:
+    """Subclass with static ``forward(ctx, *args)`` and ``backward(ctx, *grads)``."""
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        Tensor = _tensor.Tensor
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        device = tensors[0].device if tensors else "cpu"
+        for t in tensors:
+            if t.device != device:
+                raise RuntimeError(
+                    "Expected all tensors to be on the same device, but found at least two "
+                    f"devices, {device} and {t.device} (in {cls.__name__})")
+        needs = tuple(_grad_enabled and isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = Context(cls, get_backend(device), needs)
+        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        out = cls.forward(ctx, *raw, **kwargs)
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        out_device = ctx.out_device or device
+        results = tuple(Tensor._make(o, out_device) if o is not None else None for o in outs)
+        if any(needs):
+            non_diff = {id(a) for a in ctx._non_diff}
+            diff = [r for r, o in zip(results, outs)
+                    if r is not None and r.is_floating_point() and id(o) not in non_diff]
+            if diff:
+                _record(ctx, args, outs, results, diff)
+        return results[0] if single else results
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError
+
+
+def _record(ctx, args, outs, results, diff):
+    """Make ``ctx`` the graph node of the differentiable outputs."""
+    Tensor = _tensor.Tensor
+    parents = []
+    for a, need in zip(args, ctx.needs_input_grad):
+        if not need:
+            parents.append(None)
+        elif a._ctx is None:
+            parents.append((a, None, a.shape))  # a leaf: its .grad accumulates
+        else:
+            parents.append((a._ctx, a._out_idx, a.shape))
+    ctx._parents = parents
+    ctx._outputs = [(r.shape, r.data.dtype) if r is not None else None for r in results]
+    for i, r in enumerate(results):
+        if any(r is d for d in diff):
+            r.requires_grad = True
+            r._ctx, r._out_idx = ctx, i
+    # Saved arrays remember the version of the tensor they came from, so an in-place
+    # change before backward is caught (PyTorch's version counter).
+    by_id = {id(a.data): a._version_counter for a in args if isinstance(a, Tensor)}
+    by_id.update({id(o): r._version_counter for o, r in zip(outs, results) if r is not None})
+    counters = [by_id.get(id(s)) if s is not None else None for s in ctx._saved]
+    ctx._versions = [(c, c.value if c is not None else 0) for c in counters]
+    if getattr(ctx.fn, "is_view", False):
+        for r in diff:
+            r._version_counter = args[0]._version_counter
+
+
+def _toposort(root):
+    """Nodes reachable from ``root``, each after every node that feeds gradient into it."""
+    order, seen, stack = [], {id(root)}, [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for p in node._parents:
+            if p is not None and p[1] is not None and id(p[0]) not in seen:
+                seen.add(id(p[0]))
+                stack.append((p[0], False))
+    return order[::-1]
+
+
+def backward(tensor, gradient=None, retain_graph=False):
+    """Accumulate d(tensor)/d(leaf) * gradient into every leaf's ``.grad``."""
+    if not tensor.requires_grad:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    xp = tensor._backend.xp
+    if gradient is None:
+        if tensor.numel() != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs; got shape {tensor.shape}")
+        g = xp.ones(tensor.shape, dtype=tensor.data.dtype)
+    else:
+        g = gradient.data if isinstance(gradient, _tensor.Tensor) else xp.asarray(gradient)
+        if tuple(g.shape) != tensor.shape:
+            raise RuntimeError(f"gradient has shape {tuple(g.shape)} but the tensor has shape {tensor.shape}")
+    if tensor._ctx is None:
+        _accumulate(tensor, g)
+        return
+    grads = {id(tensor._ctx): {tensor._out_idx: g}}
+    with no_grad():
+        for node in _toposort(tensor._ctx):
+            _run_node(node, grads.pop(id(node), {}), grads, xp)
+            if not retain_graph:
+                node._saved, node._freed = (), True
+
+
+def _run_node(node, got, grads, xp):
+    outs = [got[i] if i in got else None if meta is None else xp.zeros(meta[0], dtype=meta[1])
+            for i, meta in enumerate(node._outputs)]
+    for i, ref in node._retained.items():
+        t = ref()
+        if t is not None and i in got:
+            _accumulate(t, got[i])
+    res = node.fn.backward(node, *outs)
+    res = res if isinstance(res, tuple) else (res,)
+    if len(res) != len(node._parents):
+        raise RuntimeError(f"{node.name} returned {len(res)} gradients; expected "
+                           f"{len(node._parents)} (one per forward argument)")
+    for i, (p, g) in enumerate(zip(node._parents, res)):
+        if p is None or g is None:
+            continue
+        g = _as_array(g, node.backend.xp)
+        if tuple(g.shape) != p[2]:
+            raise RuntimeError(f"{node.name} returned a gradient of shape {tuple(g.shape)} for "
+                               f"input {i}, whose shape is {p[2]}")
+        if _anomaly and not bool(node.backend.xp.isfinite(g).all()):
+            raise RuntimeError(f"Function '{node.name}' returned nan or inf values in its {i}th output.")
+        if p[1] is None:
+            _accumulate(p[0], g)
+        else:
+            slot = grads.setdefault(id(p[0]), {})
+            slot[p[1]] = slot[p[1]] + g if p[1] in slot else g
+
+
+def _as_array(a, xp):
+    return a if isinstance(a, xp.ndarray) else xp.asarray(a)
+
+
+def _accumulate(t, g):
+    g = g.astype(t.data.dtype, copy=False)
+    if t.grad is None:
+        t.grad = _tensor.Tensor._make(g.copy() if g.base is not None else g, t.device)
+    else:
+        t.grad = _tensor.Tensor._make(t.grad.data + g, t.device)
+
+
+def retain(tensor):
+    """Keep the gradient of a non-leaf ``tensor`` in its ``.grad`` (Tensor.retain_grad)."""
+    if tensor._ctx is not None:
+        tensor._ctx._retained[tensor._out_idx] = weakref.ref(tensor)
+
+
+class GradcheckError(RuntimeError):
+    pass
+
+
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
+    """Compare backward with float64 central differences of ``sum(v * fn(*inputs))``.
+
+    ``v`` is a fixed random cotangent per output, so the check covers the whole Jacobian
+    product PyTorch's gradcheck covers row by row, in one backward. Returns True, or
+    raises (returns False with ``raise_exception=False``) naming the worst element.
+    """
+    Tensor = _tensor.Tensor
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    for i in checked:
+        if inputs[i].data.dtype != np.float64:
+            raise TypeError(f"gradcheck needs float64 inputs; input {i} is {inputs[i].dtype}")
+    rng = np.random.default_rng(seed)
+    cotangents = []
+
+    def loss():
+        outs = fn(*inputs)
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        outs = [o for o in outs if isinstance(o, Tensor) and o.is_floating_point()]
+        while len(cotangents) < len(outs):
+            o = outs[len(cotangents)]
+            cotangents.append(o._backend.asarray(rng.standard_normal(o.shape)))
+        return sum((o * Tensor._make(v, o.device)).sum() for o, v in zip(outs, cotangents))
+
+    kept = {i: inputs[i].grad for i in checked}  # gradcheck leaves the callers' .grad alone
+    for i in checked:
+        inputs[i].grad = None
+    total = loss()
+    if total.requires_grad:
+        total.backward()
+    analytic_grads = {i: inputs[i].grad for i in checked}
+    for i, g in kept.items():
+        inputs[i].grad = g
+    for i in checked:
+        t = inputs[i]
+        g = analytic_grads[i]
+        analytic = np.zeros(t.shape) if g is None else np.asarray(g._host(), dtype=np.float64)
+        numeric = np.zeros(t.shape)
+        with no_grad():
+            for k in np.ndindex(*t.shape):
+                orig = t.data[k].item()
+                t.data[k] = orig + eps
+                up = loss().item()
+                t.data[k] = orig - eps
+                down = loss().item()
+                t.data[k] = orig
+                numeric[k] = (up - down) / (2 * eps)
+        err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+        if not np.isfinite(analytic).all() or (err > 0).any():
+            k = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))), t.shape)
+            msg = (f"gradcheck failed for input {i} of shape {t.shape} at index {tuple(map(int, k))}:"
+                   f" analytical {analytic[k]!r}, numerical {numeric[k]!r}")
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
+    return True
+
+
+# Last, because tensor.py (through pyengine/ops) imports Function from here; only the
+# module object is needed, and its Tensor is looked up at call time.
+from . import tensor as _tensor  # noqa: E402

@@ -1,0 +1,76 @@
+"""``pe.cuda``: is a GPU usable, how many, which, and which kernel provider runs on it.
+
+Everything here asks the GPU backend chosen by ``pe.backends.cuda.set_kernels`` (native
+pybind11 kernels or Numba) through its ``available() -> (ok, reason)``; importing this module
+never touches a driver.
+"""
+from __future__ import annotations
+
+from . import backend as _backend
+
+
+def _probe():
+    """(backend module or None, reason it cannot run or None)."""
+    name = _backend.get_cuda_kernels()
+    try:
+        mod = _backend.load(name)
+    except Exception as exc:  # a GPU backend must import anywhere; report it if it does not
+        return None, f"the {name!r} CUDA backend failed to import: {exc!r}"
+    ok, reason = mod.available()
+    return (mod, None) if ok else (mod, reason)
+
+
+def is_available() -> bool:
+    return _probe()[1] is None
+
+
+def unavailable_reason():
+    """Why CUDA cannot be used here, or None when it can."""
+    return _probe()[1]
+
+
+def check_device(device) -> str:
+    """Normalise a device spec ("cpu", "cuda", "cuda:0") and make sure it can run here."""
+    name = str(device)
+    if name == "cuda:0":
+        name = "cuda"
+    if name not in ("cpu", "cuda"):
+        raise RuntimeError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    if name == "cuda":
+        reason = unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"CUDA is not available ({_backend.get_cuda_kernels()} kernels): {reason}")
+    return name
+
+
+def _cupy():
+    mod, reason = _probe()
+    if reason is not None:
+        raise RuntimeError(f"CUDA is not available: {reason}")
+    return mod.xp
+
+
+def device_count() -> int:
+    if not is_available():
+        return 0
+    return int(_cupy().cuda.runtime.getDeviceCount())
+
+
+def get_device_name(device: int = 0) -> str:
+    name = _cupy().cuda.runtime.getDeviceProperties(device)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def synchronize() -> None:
+    """Wait for every kernel queued on the current device (do this before reading a host clock)."""
+    _cupy().cuda.Device().synchronize()
+
+
+def current_kernels() -> str:
+    """The GPU kernel provider in use: "native" or "numba"."""
+    return _backend.get_cuda_kernels()
+
+
+def manual_seed(seed: int) -> None:
+    if is_available():
+        _backend.get_backend("cuda").manual_seed(seed)
