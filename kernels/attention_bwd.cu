@@ -1,0 +1,248 @@
+// attention_bwd.cu — flash-attention backward, float32. From the forward's saved row
+// log-sum-exp the probabilities are recomputed tile by tile, P = exp(scale q k^T + mask - lse):
+//   delta = rowsum(dO * O);  dV = P^T dO;  dP = dO V^T;  dS = P * (dP - delta);
+//   dQ = scale * dS K;  dK = scale * dS^T Q.
+//
+// Technique: three launches, no atomics (deterministic). (1) a warp per query row computes
+// delta. (2) one block per 64 keys keeps K, V and its dK, dV accumulators on chip and walks
+// the query tiles (from the diagonal on when causal): S^T, P^T, dV += P^T dO, dP^T, dS^T,
+// dK += dS^T Q, with P^T and dS^T passing through one shared 64 x 64 tile. (3) one block per
+// 64 queries walks the key tiles and accumulates dQ += dS K, recomputing S and dP (two more
+// tile products than an atomic dQ, but no contention and no zero-fill). The l x s matrix is
+// never in device memory. Rows whose keys are all masked get zero gradients (PyTorch gives
+// NaN there, from its NaN forward).
+//
+// Measured (fill in from bench/device_check.sh; FLOPs 2.5 x forward):
+//   v1 64x64 tiles, B=8 H=16 T=2048 d=64: ___ ms non-causal, ___ ms causal;
+//   torch fp32 SDPA backward ___ / ___ ms.   card: ___  date: ___
+#include "attention_tile.cuh"
+#include "nn_rows.cuh"
+
+#include <string>
+
+namespace pyengine {
+namespace {
+
+// delta[r] = sum_c gout[r, c] * out[r, c] over ev columns; a warp per row.
+__global__ void attn_delta_kernel(const float* __restrict__ gout, const float* __restrict__ out,
+                                  float* __restrict__ delta, long long rows, int ev) {
+  const long long row = group_row<32>();
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  float s = 0.f;
+  for (int c = lane; c < ev; c += 32) s += gout[row * ev + c] * out[row * ev + c];
+  s = warp_sum(s);
+  if (lane == 0) delta[row] = s;
+}
+
+// dK, dV for one 64-key tile. Masked probabilities are set to exactly 0, so a row whose lse
+// is -inf (every key masked) contributes nothing instead of NaN.
+template <int D>
+__global__ void __launch_bounds__(kAttnThreads, 1)
+    attn_bwd_kv_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
+                       const float* __restrict__ v, const float* __restrict__ lse,
+                       const float* __restrict__ gout, const float* __restrict__ delta,
+                       float* __restrict__ gk, float* __restrict__ gv) {
+  extern __shared__ float smem[];
+  float* Ks = smem;
+  float* Vs = Ks + kAttnTile * attn_ld<D>();
+  float* Qs = Vs + kAttnTile * attn_ld<D>();
+  float* dOs = Qs + kAttnTile * attn_ld<D>();
+  float* Ps = dOs + kAttnTile * attn_ld<D>();
+  float* lse_s = Ps + kAttnTile * kAttnLdP;
+  float* delta_s = lse_s + kAttnTile;
+
+  const int bh = blockIdx.x;
+  const int n0 = blockIdx.y * kAttnTile;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  q += (long long)bh * a.l * a.e;
+  k += (long long)bh * a.s * a.e;
+  v += (long long)bh * a.s * a.ev;
+  gout += (long long)bh * a.l * a.ev;
+  lse += (long long)bh * a.l;
+  delta += (long long)bh * a.l;
+
+  attn_load_tile<D>(Ks, k, n0, a.s, a.e);
+  attn_load_tile<D>(Vs, v, n0, a.s, a.ev);
+  const float scale2 = a.scale * kLog2e;
+  float dk[4][D / 16], dv[4][D / 16];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) dk[i][j] = dv[i][j] = 0.f;
+
+  // Causal: queries before n0 see none of these keys.
+  const int m_begin = a.causal ? (n0 / kAttnTile) * kAttnTile : 0;
+  for (int m0 = m_begin; m0 < a.l; m0 += kAttnTile) {
+    __syncthreads();  // the previous query tile's products are done with Qs, dOs, Ps
+    attn_load_tile<D>(Qs, q, m0, a.l, a.e);
+    attn_load_tile<D>(dOs, gout, m0, a.l, a.ev);
+    if (threadIdx.x < kAttnTile) {
+      const int gi = m0 + threadIdx.x;
+      lse_s[threadIdx.x] = gi < a.l ? lse[gi] * kLog2e : 0.f;
+      delta_s[threadIdx.x] = gi < a.l ? delta[gi] : 0.f;
+    }
+    __syncthreads();
+
+    // Transposed fragments: row i is key n0 + ty + 16 i, column j is query m0 + tx + 16 j.
+    float p[4][4];
+    attn_frag_dot<D>(p, Ks, ty, Qs, tx);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float bias = attn_bias(mk, a, bh, m0 + tx + 16 * j, n0 + ty + 16 * i);
+        p[i][j] = bias == -CUDART_INF_F ? 0.f : exp2f(p[i][j] * scale2 + bias - lse_s[tx + 16 * j]);
+        Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = p[i][j];
+      }
+    __syncthreads();
+    attn_frag_pv<D>(dv, Ps, ty, dOs, tx);
+
+    float ds[4][4];
+    attn_frag_dot<D>(ds, Vs, ty, dOs, tx);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) ds[i][j] = p[i][j] * (ds[i][j] - delta_s[tx + 16 * j]);
+    __syncthreads();  // every thread is done reading P^T
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = ds[i][j];
+    __syncthreads();
+    attn_frag_pv<D>(dk, Ps, ty, Qs, tx);
+  }
+
+  gk += (long long)bh * a.s * a.e;
+  gv += (long long)bh * a.s * a.ev;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gn = n0 + ty + 16 * i;
+    if (gn >= a.s) continue;
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const int c = tx + 16 * j;
+      if (c < a.e) gk[(long long)gn * a.e + c] = dk[i][j] * a.scale;
+      if (c < a.ev) gv[(long long)gn * a.ev + c] = dv[i][j];
+    }
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kAttnThreads, 1)
+    attn_bwd_q_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
+                      const float* __restrict__ v, const float* __restrict__ lse,
+                      const float* __restrict__ gout, const float* __restrict__ delta,
+                      float* __restrict__ gq) {
+  extern __shared__ float smem[];
+  float* Qs = smem;
+  float* dOs = Qs + kAttnTile * attn_ld<D>();
+  float* Ks = dOs + kAttnTile * attn_ld<D>();
+  float* Vs = Ks + kAttnTile * attn_ld<D>();
+  float* Ps = Vs + kAttnTile * attn_ld<D>();
+  float* lse_s = Ps + kAttnTile * kAttnLdP;
+  float* delta_s = lse_s + kAttnTile;
+
+  const int bh = blockIdx.x;
+  const int m0 = (gridDim.y - 1 - blockIdx.y) * kAttnTile;  // longest causal rows first
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  q += (long long)bh * a.l * a.e;
+  k += (long long)bh * a.s * a.e;
+  v += (long long)bh * a.s * a.ev;
+  gout += (long long)bh * a.l * a.ev;
+  lse += (long long)bh * a.l;
+  delta += (long long)bh * a.l;
+
+  attn_load_tile<D>(Qs, q, m0, a.l, a.e);
+  attn_load_tile<D>(dOs, gout, m0, a.l, a.ev);
+  if (threadIdx.x < kAttnTile) {
+    const int gi = m0 + threadIdx.x;
+    lse_s[threadIdx.x] = gi < a.l ? lse[gi] * kLog2e : 0.f;
+    delta_s[threadIdx.x] = gi < a.l ? delta[gi] : 0.f;
+  }
+  const float scale2 = a.scale * kLog2e;
+  float dq[4][D / 16];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) dq[i][j] = 0.f;
+
+  const int n_end = a.causal ? min(a.s, m0 + kAttnTile) : a.s;
+  for (int n0 = 0; n0 < n_end; n0 += kAttnTile) {
+    __syncthreads();  // the previous key tile's dS K product is done with Ks and Ps
+    attn_load_tile<D>(Ks, k, n0, a.s, a.e);
+    attn_load_tile<D>(Vs, v, n0, a.s, a.ev);
+    __syncthreads();
+
+    // Row i is query m0 + ty + 16 i, column j is key n0 + tx + 16 j.
+    float p[4][4], ds[4][4];
+    attn_frag_dot<D>(p, Qs, ty, Ks, tx);
+    attn_frag_dot<D>(ds, dOs, ty, Vs, tx);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float bias = attn_bias(mk, a, bh, m0 + ty + 16 * i, n0 + tx + 16 * j);
+        const float pij = bias == -CUDART_INF_F ? 0.f : exp2f(p[i][j] * scale2 + bias - lse_s[ty + 16 * i]);
+        Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = pij * (ds[i][j] - delta_s[ty + 16 * i]);
+      }
+    __syncthreads();
+    attn_frag_pv<D>(dq, Ps, ty, Ks, tx);
+  }
+
+  gq += (long long)bh * a.l * a.e;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gi = m0 + ty + 16 * i;
+    if (gi >= a.l) continue;
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const int c = tx + 16 * j;
+      if (c < a.e) gq[(long long)gi * a.e + c] = dq[i][j] * a.scale;
+    }
+  }
+}
+
+std::string desc(const char* name, const AttnShape& a, const AttnMask& mk) {
+  return std::string(name) + " bh=" + std::to_string(a.bh) + " l=" + std::to_string(a.l) +
+         " s=" + std::to_string(a.s) + " e=" + std::to_string(a.e) + " ev=" + std::to_string(a.ev) +
+         (a.causal ? " causal" : "") + " mask_kind=" + std::to_string(mk.kind);
+}
+
+}  // namespace
+
+void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                        std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
+                        std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
+                        std::uintptr_t stream) {
+  if (a.bh <= 0 || (a.l <= 0 && a.s <= 0)) return;
+  if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
+    throw std::invalid_argument(desc("attention_backward: head dims over 128 are not supported,", a, mask));
+  const cudaStream_t st = as_stream(stream);
+  const long long rows = (long long)a.bh * a.l;
+  if (rows > 0) {
+    attn_delta_kernel<<<(unsigned)ceil_div<long long>(rows, rows_per_block<32>()), row_threads<32>(), 0, st>>>(
+        dptr<const float>(gout), dptr<const float>(out), dptr<float>(delta), rows, a.ev);
+    check_launch(desc("attention_backward (delta)", a, mask));
+  }
+  attn_dispatch_d(a.e, a.ev, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    constexpr int smem = attn_smem_bytes<D>(4, 2);
+    if (a.s > 0) {
+      CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      attn_bwd_kv_kernel<D><<<dim3(a.bh, ceil_div(a.s, kAttnTile)), kAttnThreads, smem, st>>>(
+          a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<const float>(lse),
+          dptr<const float>(gout), dptr<const float>(delta), dptr<float>(gk), dptr<float>(gv));
+      check_launch(desc("attention_backward (dk, dv)", a, mask));
+    }
+    if (a.l > 0) {
+      CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_q_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      attn_bwd_q_kernel<D><<<dim3(a.bh, ceil_div(a.l, kAttnTile)), kAttnThreads, smem, st>>>(
+          a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<const float>(lse),
+          dptr<const float>(gout), dptr<const float>(delta), dptr<float>(gq));
+      check_launch(desc("attention_backward (dq)", a, mask));
+    }
+  });
+}
+
+}  // namespace pyengine

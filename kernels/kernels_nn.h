@@ -1,0 +1,79 @@
+// Host launchers of the nn kernel families (softmax, cross-entropy, layer norm, attention,
+// optimizer updates). Shared by the .cu files that define them and bindings_nn.cpp that
+// exposes them, so the compiler checks both sides of every signature. Plain C++ (no CUDA
+// headers): bindings_nn.cpp is compiled by the host compiler. Pointers and streams arrive as
+// integers (CuPy's .data.ptr and stream.ptr); no launcher allocates device memory; every
+// array is contiguous float32 unless said otherwise.
+#pragma once
+#include <cstdint>
+
+namespace pyengine {
+
+// Row softmax (log=false) or log_softmax (log=true) over the last dim of a (rows, cols) array.
+void softmax_forward(std::uintptr_t x, std::uintptr_t y, long long rows, int cols, bool log,
+                     std::uintptr_t stream);
+// gx from the forward output y: softmax y*(gy - sum(gy*y)); log_softmax gy - exp(y)*sum(gy).
+void softmax_backward(std::uintptr_t gy, std::uintptr_t y, std::uintptr_t gx, long long rows, int cols,
+                      bool log, std::uintptr_t stream);
+
+// Per-row cross-entropy of logits (rows, classes) against int64 targets, PyTorch's
+// ignore_index and label_smoothing; writes loss (rows,) and the row log-sum-exp (rows,).
+void cross_entropy_forward(std::uintptr_t logits, std::uintptr_t target, std::uintptr_t loss,
+                           std::uintptr_t lse, long long rows, int classes, long long ignore_index,
+                           float label_smoothing, std::uintptr_t stream);
+// glogits = gloss[row] * (softmax - smoothed one-hot); rows at ignore_index get zeros.
+void cross_entropy_backward(std::uintptr_t gloss, std::uintptr_t logits, std::uintptr_t target,
+                            std::uintptr_t lse, std::uintptr_t glogits, long long rows, int classes,
+                            long long ignore_index, float label_smoothing, std::uintptr_t stream);
+
+// Layer norm over the last dim of x (rows, d); weight and bias (d,) may be 0 (absent).
+void layer_norm_forward(std::uintptr_t x, std::uintptr_t weight, std::uintptr_t bias, std::uintptr_t y,
+                        std::uintptr_t mean, std::uintptr_t rstd, long long rows, int d, float eps,
+                        std::uintptr_t stream);
+// gx (rows, d); weight may be 0 (then gx is computed as if it were ones).
+void layer_norm_backward_input(std::uintptr_t gy, std::uintptr_t x, std::uintptr_t weight,
+                               std::uintptr_t mean, std::uintptr_t rstd, std::uintptr_t gx, long long rows,
+                               int d, std::uintptr_t stream);
+// gw, gb (d,) reduced over rows in two stages without atomics; `partial` is caller-owned
+// scratch of layer_norm_partial_rows(rows) * 2 * d floats.
+int layer_norm_partial_rows(long long rows);
+void layer_norm_backward_params(std::uintptr_t gy, std::uintptr_t x, std::uintptr_t mean,
+                                std::uintptr_t rstd, std::uintptr_t partial, std::uintptr_t gw,
+                                std::uintptr_t gb, long long rows, int d, std::uintptr_t stream);
+
+// Attention over bh = batch*heads independent problems, q (bh, l, e), k (bh, s, e),
+// v (bh, s, ev), out (bh, l, ev), lse (bh, l) natural-log row log-sum-exp. The mask, if any,
+// is read at mask[b*sb + h*sh + i*sl + j*ss] for problem b*heads + h (strides in elements,
+// 0 where broadcast): kind 0 none, 1 bool (true = may attend), 2 additive float32.
+struct AttnMask {
+  std::uintptr_t ptr;
+  int kind, heads;
+  long long sb, sh, sl, ss;
+};
+struct AttnShape {
+  int bh, l, s, e, ev;
+  float scale;
+  bool causal;  // top-left aligned: query i sees keys j <= i, as PyTorch's is_causal
+};
+void attention_forward(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                       std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t stream);
+// gq, gk, gv from gout; `delta` is caller-owned scratch of bh*l floats.
+void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                        std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
+                        std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
+                        std::uintptr_t stream);
+// The largest head dim the fused kernels take (E and Ev).
+constexpr int kAttnMaxHeadDim = 128;
+
+// In-place optimizer updates over n contiguous floats (PyTorch's formulas; see optim.cu).
+// buf may be 0 when momentum == 0.
+void sgd_step(std::uintptr_t param, std::uintptr_t grad, std::uintptr_t buf, long long n, float lr,
+              float momentum, float dampening, bool nesterov, float weight_decay, bool first_step,
+              std::uintptr_t stream);
+// max_exp_avg_sq may be 0 unless amsgrad; step is the 1-based count after increment.
+void adam_step(std::uintptr_t param, std::uintptr_t grad, std::uintptr_t exp_avg, std::uintptr_t exp_avg_sq,
+               std::uintptr_t max_exp_avg_sq, long long n, long long step, float lr, float beta1,
+               float beta2, float eps, float weight_decay, bool decoupled, bool amsgrad,
+               std::uintptr_t stream);
+
+}  // namespace pyengine

@@ -1,0 +1,140 @@
+// softmax.cu — row softmax and log_softmax over the last dim of a (rows, cols) float32 array,
+// forward y = exp(x - max) / sum and y = x - max - log(sum), and backward from the output y:
+// softmax gx = y * (gy - sum(gy * y)), log_softmax gx = gy - exp(y) * sum(gy).
+//
+// Technique: one pass over the row keeps the online (max, sum of exp) pair per thread, merged
+// across the row's threads with warp shuffles; a second pass writes the output (the row is
+// then in L1/L2). A warp owns a row up to 1024 columns (4 rows per block), a 512-thread block
+// beyond. When cols % 4 == 0 every row starts 16-byte aligned and threads move float4s.
+// Memory-bound: the floor is 8 bytes per element (read x once, write y once) over the copy
+// bandwidth; backward 12.
+//
+// Measured (fill in from bench/device_check.sh; ceiling = measured D2D copy bandwidth):
+//   v1 online max+sum, float4, rows x cols = 16384 x 1024: forward ___ GB/s (___% of copy);
+//   4096 x 16384: ___ GB/s; backward ___ GB/s.   card: ___  date: ___
+#include "common.cuh"
+#include "kernels_nn.h"
+#include "nn_rows.cuh"
+
+#include <string>
+
+namespace pyengine {
+namespace {
+
+template <int G, int VEC, bool LOG>
+__global__ void softmax_fwd_kernel(const float* __restrict__ x, float* __restrict__ y, long long rows,
+                                   int cols) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;  // only warp groups can be partial, and they never block-sync
+  const int t = threadIdx.x % G;
+  const float* xr = x + row * cols;
+  float* yr = y + row * cols;
+
+  MaxSum acc{-CUDART_INF_F, 0.f};
+  for (int c = t * VEC; c < cols; c += G * VEC) {
+    float v[VEC];
+    load_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) acc = maxsum_push(acc, v[i]);
+  }
+  acc = group_maxsum<G>(acc, scratch);
+  const float inv = 1.f / acc.s, shift = acc.m + logf(acc.s);
+  for (int c = t * VEC; c < cols; c += G * VEC) {
+    float v[VEC];
+    load_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] = LOG ? v[i] - shift : expf(v[i] - acc.m) * inv;
+    store_vec<VEC>(yr + c, v);
+  }
+}
+
+template <int G, int VEC, bool LOG>
+__global__ void softmax_bwd_kernel(const float* __restrict__ gy, const float* __restrict__ y,
+                                   float* __restrict__ gx, long long rows, int cols) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;
+  const int t = threadIdx.x % G;
+  const long long off = row * cols;
+
+  float dot = 0.f;  // sum(gy * y) for softmax, sum(gy) for log_softmax
+  for (int c = t * VEC; c < cols; c += G * VEC) {
+    float g[VEC], o[VEC];
+    load_vec<VEC>(gy + off + c, g);
+    if (!LOG) load_vec<VEC>(y + off + c, o);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) dot += LOG ? g[i] : g[i] * o[i];
+  }
+  dot = group_sum<G>(dot, scratch);
+  for (int c = t * VEC; c < cols; c += G * VEC) {
+    float g[VEC], o[VEC];
+    load_vec<VEC>(gy + off + c, g);
+    load_vec<VEC>(y + off + c, o);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) g[i] = LOG ? g[i] - expf(o[i]) * dot : o[i] * (g[i] - dot);
+    store_vec<VEC>(gx + off + c, g);
+  }
+}
+
+template <int G, int VEC>
+void launch_fwd(const float* x, float* y, long long rows, int cols, bool log, cudaStream_t st) {
+  const int threads = row_threads<G>();
+  const long long blocks = ceil_div<long long>(rows, rows_per_block<G>());
+  if (log)
+    softmax_fwd_kernel<G, VEC, true><<<(unsigned)blocks, threads, 0, st>>>(x, y, rows, cols);
+  else
+    softmax_fwd_kernel<G, VEC, false><<<(unsigned)blocks, threads, 0, st>>>(x, y, rows, cols);
+}
+
+template <int G, int VEC>
+void launch_bwd(const float* gy, const float* y, float* gx, long long rows, int cols, bool log,
+                cudaStream_t st) {
+  const int threads = row_threads<G>();
+  const long long blocks = ceil_div<long long>(rows, rows_per_block<G>());
+  if (log)
+    softmax_bwd_kernel<G, VEC, true><<<(unsigned)blocks, threads, 0, st>>>(gy, y, gx, rows, cols);
+  else
+    softmax_bwd_kernel<G, VEC, false><<<(unsigned)blocks, threads, 0, st>>>(gy, y, gx, rows, cols);
+}
+
+std::string desc(const char* name, long long rows, int cols, bool log) {
+  return std::string(name) + (log ? " (log)" : "") + " rows=" + std::to_string(rows) +
+         " cols=" + std::to_string(cols);
+}
+
+}  // namespace
+
+void softmax_forward(std::uintptr_t x, std::uintptr_t y, long long rows, int cols, bool log,
+                     std::uintptr_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const float* xp = dptr<const float>(x);
+  float* yp = dptr<float>(y);
+  const bool vec = cols % 4 == 0 && x % 16 == 0 && y % 16 == 0;
+  const cudaStream_t st = as_stream(stream);
+  if (cols <= kRowWarpMaxCols)
+    vec ? launch_fwd<32, 4>(xp, yp, rows, cols, log, st) : launch_fwd<32, 1>(xp, yp, rows, cols, log, st);
+  else
+    vec ? launch_fwd<kRowBlockThreads, 4>(xp, yp, rows, cols, log, st)
+        : launch_fwd<kRowBlockThreads, 1>(xp, yp, rows, cols, log, st);
+  check_launch(desc("softmax_forward", rows, cols, log));
+}
+
+void softmax_backward(std::uintptr_t gy, std::uintptr_t y, std::uintptr_t gx, long long rows, int cols,
+                      bool log, std::uintptr_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const float* gp = dptr<const float>(gy);
+  const float* yp = dptr<const float>(y);
+  float* gxp = dptr<float>(gx);
+  const bool vec = cols % 4 == 0 && gy % 16 == 0 && y % 16 == 0 && gx % 16 == 0;
+  const cudaStream_t st = as_stream(stream);
+  if (cols <= kRowWarpMaxCols)
+    vec ? launch_bwd<32, 4>(gp, yp, gxp, rows, cols, log, st)
+        : launch_bwd<32, 1>(gp, yp, gxp, rows, cols, log, st);
+  else
+    vec ? launch_bwd<kRowBlockThreads, 4>(gp, yp, gxp, rows, cols, log, st)
+        : launch_bwd<kRowBlockThreads, 1>(gp, yp, gxp, rows, cols, log, st);
+  check_launch(desc("softmax_backward", rows, cols, log));
+}
+
+}  // namespace pyengine
