@@ -183,31 +183,44 @@ def _check_conv(x, w, b, stride, padding, dilation, groups):
     return ho, wo
 
 
+def _batch_last(x, ph, pw):
+    """x (N, C, H, W) zero-padded and stored as (C, H + 2ph, W + 2pw, N).
+
+    With the batch innermost, a window row of the im2col copy and of the col2im adds is
+    one contiguous run of wo * N elements, and every GEMM is a single large one.
+    """
+    n, c, h, w = x.shape
+    xt = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    xt[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
+    return xt
+
+
 def _im2col(x, kh, kw, stride, padding, dilation, groups, ho, wo):
-    """Patches of x as (G, N, C/G * kh * kw, ho * wo), contiguous, ready for a GEMM."""
-    xp = _pad2d(x, padding[0], padding[0], padding[1], padding[1])
-    n, c = x.shape[:2]
+    """Patches of x as (G, C/G * kh * kw, ho * wo * N), contiguous, ready for a GEMM."""
+    xt = _batch_last(x, *padding)
+    c = x.shape[1]
     cg = c // groups
-    sn, sc, sh, sw = xp.strides
-    # Windows laid out (G, N, Cg, kh, kw, ho, wo): the copy's innermost run is an output
-    # row, long and regular, and the GEMM result comes out NCHW without a transpose.
-    view = as_strided(xp, shape=(groups, n, cg, kh, kw, ho, wo),
-                      strides=(cg * sc, sn, sc, sh * dilation[0], sw * dilation[1],
-                               sh * stride[0], sw * stride[1]), writeable=False)
-    return np.ascontiguousarray(view).reshape(groups, n, cg * kh * kw, ho * wo)
+    sc, sh, sw, sn = xt.strides
+    view = as_strided(xt, shape=(groups, cg, kh, kw, ho, wo, x.shape[0]),
+                      strides=(cg * sc, sc, sh * dilation[0], sw * dilation[1],
+                               sh * stride[0], sw * stride[1], sn), writeable=False)
+    return np.ascontiguousarray(view).reshape(groups, cg * kh * kw, -1)
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups):
     ho, wo = _check_conv(x, w, b, stride, padding, dilation, groups)
     n = x.shape[0]
-    o, _, kh, kw = w.shape
-    cols = _im2col(x, kh, kw, stride, padding, dilation, groups, ho, wo)
-    wg = w.reshape(groups, 1, o // groups, -1)
-    y = np.matmul(wg, cols)                       # (G, N, O/G, ho*wo)
-    y = y.transpose(1, 0, 2, 3).reshape(n, o, ho, wo)
-    if b is not None:
-        y += b[:, None, None]
-    return y
+    o = w.shape[0]
+    cols = _im2col(x, w.shape[2], w.shape[3], stride, padding, dilation, groups, ho, wo)
+    y = np.matmul(w.reshape(groups, o // groups, -1), cols)      # (G, O/G, ho*wo*N)
+    y = y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+    # Back to contiguous NCHW in one pass, adding the bias on the way.
+    out = np.empty((n, o, ho, wo), dtype=y.dtype)
+    if b is None:
+        out[...] = y
+    else:
+        np.add(y, b[:, None, None], out=out)
+    return out
 
 
 def conv2d_backward(gy, x, w, stride, padding, dilation, groups, needs=(True, True, True)):
@@ -217,28 +230,26 @@ def conv2d_backward(gy, x, w, stride, padding, dilation, groups, needs=(True, Tr
     if gy.shape != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward: grad_output {gy.shape} does not match the "
                          f"output shape {(n, o, ho, wo)} of input {x.shape} and weight {w.shape}")
-    gyg = gy.reshape(n, groups, o // groups, ho * wo).transpose(1, 0, 2, 3)   # (G, N, Og, L)
+    gyt = np.ascontiguousarray(gy.transpose(1, 2, 3, 0)).reshape(groups, o // groups, -1)
     gx = gw = gb = None
     if needs[2]:
         gb = gy.sum(axis=(0, 2, 3))
     if needs[1]:
         cols = _im2col(x, kh, kw, stride, padding, dilation, groups, ho, wo)
-        # Per-sample GEMMs read cols transposed in place; summing N small results is cheaper
-        # than copying cols into one (K, N*L) operand.
-        gw = np.matmul(gyg, cols.swapaxes(-1, -2)).sum(axis=1).reshape(w.shape)
+        gw = np.matmul(gyt, cols.swapaxes(-1, -2)).reshape(w.shape)
     if needs[0]:
-        wg = w.reshape(groups, 1, o // groups, cg * kh * kw)
-        gcols = np.matmul(wg.swapaxes(-1, -2), gyg).reshape(groups, n, cg, kh, kw, ho, wo)
+        wg = w.reshape(groups, o // groups, -1)
+        gcols = np.matmul(wg.swapaxes(-1, -2), gyt).reshape(groups, cg, kh, kw, ho, wo, n)
         ph, pw = padding
-        gxp = np.zeros((n, groups, cg, h + 2 * ph, wd + 2 * pw), dtype=gcols.dtype)
+        gxt = np.zeros((groups, cg, h + 2 * ph, wd + 2 * pw, n), dtype=gcols.dtype)
         hspan = stride[0] * (ho - 1) + 1
         wspan = stride[1] * (wo - 1) + 1
         for i in range(kh):
             for j in range(kw):
                 r, q = i * dilation[0], j * dilation[1]
-                gxp[:, :, :, r:r + hspan:stride[0], q:q + wspan:stride[1]] += \
-                    gcols[:, :, :, i, j].transpose(1, 0, 2, 3, 4)
-        gx = gxp.reshape(n, c, h + 2 * ph, wd + 2 * pw)[:, :, ph:ph + h, pw:pw + wd]
+                gxt[:, :, r:r + hspan:stride[0], q:q + wspan:stride[1]] += gcols[:, :, i, j]
+        gxt = gxt.reshape(c, h + 2 * ph, wd + 2 * pw, n)[:, ph:ph + h, pw:pw + wd]
+        gx = np.ascontiguousarray(gxt.transpose(3, 0, 1, 2))
     return gx, gw, gb
 
 
@@ -283,21 +294,31 @@ def _pool_padded(x, kernel_size, stride, padding, dilation, ho, wo, value):
 
 def max_pool2d(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False):
     ho, wo = _check_pool("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    n, c, h, w = x.shape
+    w = x.shape[3]
     kh, kw = kernel_size
     xp = _pool_padded(x, kernel_size, stride, padding, dilation, ho, wo, -np.inf)
-    sn, sc, sh, sw = xp.strides
-    win = as_strided(xp, shape=(n, c, ho, wo, kh, kw),
-                     strides=(sn, sc, sh * stride[0], sw * stride[1],
-                              sh * dilation[0], sw * dilation[1]), writeable=False)
-    win = win.reshape(n, c, ho, wo, kh * kw)
-    # argmax takes the first maximum in window order and treats NaN as the maximum,
-    # which is how PyTorch breaks ties and propagates NaN.
-    arg = win.argmax(axis=-1)
-    y = np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
-    row = (np.arange(ho) * stride[0] - padding[0])[:, None] + (arg // kw) * dilation[0]
-    col = (np.arange(wo) * stride[1] - padding[1]) + (arg % kw) * dilation[1]
-    return y, (row * w + col).astype(np.int64)
+    hspan = stride[0] * (ho - 1) + 1
+    wspan = stride[1] * (wo - 1) + 1
+    offsets = [(i * dilation[0], j * dilation[1]) for i in range(kh) for j in range(kw)]
+    taps = [xp[:, :, r:r + hspan:stride[0], q:q + wspan:stride[1]] for r, q in offsets]
+    # A running max over the kh*kw strided taps: NumPy reduces a short last axis (a window
+    # copy plus argmax) several times slower than these whole-array passes. Strict ">"
+    # keeps the first maximum in window order, PyTorch's tie rule.
+    y = taps[0].copy()
+    arg = np.zeros(y.shape, dtype=np.int64)
+    for k in range(1, len(taps)):
+        better = taps[k] > y
+        np.maximum(y, taps[k], out=y)
+        arg += better * (k - arg)
+    if np.isnan(y).any():
+        # PyTorch takes a NaN whenever it meets one, so the last NaN of a window wins.
+        for k, tap in enumerate(taps):
+            arg = np.where(np.isnan(tap), k, arg)
+    # Flat index into the input plane: window origin plus the chosen tap's offset.
+    origin = ((np.arange(ho) * stride[0] - padding[0])[:, None] * w
+              + (np.arange(wo) * stride[1] - padding[1]))
+    tap_offset = np.array([r * w + q for r, q in offsets], dtype=np.int64)
+    return y, origin + tap_offset[arg]
 
 
 def max_pool2d_backward(gy, indices, x_shape):
