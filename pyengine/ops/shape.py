@@ -55,6 +55,7 @@ class Repeat(Function):
 
     @staticmethod
     def forward(ctx, x, reps):
+        ctx.orig = x.shape
         x = x.reshape((1,) * (len(reps) - x.ndim) + x.shape)
         ctx.shape, ctx.reps = x.shape, reps
         return ctx.backend.xp.tile(x, reps)
@@ -63,7 +64,7 @@ class Repeat(Function):
     def backward(ctx, g):
         split = [n for pair in zip(ctx.reps, ctx.shape) for n in pair]
         g = g.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
-        return g, None
+        return g.reshape(ctx.orig), None
 
 
 class Contiguous(Function):
