@@ -175,16 +175,20 @@ def _record(ctx, args, outs, results, diff):
 
 def _toposort(root):
     """Nodes reachable from ``root``, each after every node that feeds gradient into it."""
-    order, seen, stack = [], {id(root)}, [(root, False)]
+    # A node is marked when it is expanded, not when it is pushed: marking on push lets a
+    # node reached by a short path finish before the long path through it is walked.
+    order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, done = stack.pop()
         if done:
             order.append(node)
             continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         stack.append((node, True))
         for p in node._parents:
             if p is not None and p[1] is not None and id(p[0]) not in seen:
-                seen.add(id(p[0]))
                 stack.append((p[0], False))
     return order[::-1]
 

@@ -22,7 +22,7 @@ def _torch_module(torch, mode, **kw):
 
 
 def _state_grads(hx):
-    return [s.grad.numpy() for s in (hx if isinstance(hx, tuple) else (hx,))]
+    return [s.grad.detach().numpy() for s in (hx if isinstance(hx, tuple) else (hx,))]
 
 
 @pytest.mark.torch
@@ -58,22 +58,22 @@ def test_matches_torch(mode, num_layers, bidirectional, batch_first, bias, T, B,
     if mode == "lstm":
         yt, (hnt, cnt) = theirs(xt, (ht, ct))
         yp, (hnp, cnp) = ours(xp, (hp, cp))
-        np.testing.assert_allclose(cnp.numpy(), cnt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cnp.detach().numpy(), cnt.detach().numpy(), rtol=1e-10, atol=1e-12)
         ((yt * torch.tensor(gy)).sum() + hnt.sum() + 2 * cnt.sum()).backward()
         ((yp * pe.tensor(gy)).sum() + hnp.sum() + 2 * cnp.sum()).backward()
-        np.testing.assert_allclose(cp.grad.numpy(), ct.grad.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(cp.grad.detach().numpy(), ct.grad.detach().numpy(), rtol=1e-9, atol=1e-12)
     else:
         yt, hnt = theirs(xt, ht)
         yp, hnp = ours(xp, hp)
         ((yt * torch.tensor(gy)).sum() + hnt.sum()).backward()
         ((yp * pe.tensor(gy)).sum() + hnp.sum()).backward()
-    np.testing.assert_allclose(yp.numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(hnp.numpy(), hnt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(xp.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(hp.grad.numpy(), ht.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(yp.detach().numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hnp.detach().numpy(), hnt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xp.grad.detach().numpy(), xt.grad.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hp.grad.detach().numpy(), ht.grad.detach().numpy(), rtol=1e-9, atol=1e-12)
     theirs_params = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), theirs_params[name].grad.numpy(),
+        np.testing.assert_allclose(p.grad.detach().numpy(), theirs_params[name].grad.detach().numpy(),
                                    rtol=1e-9, atol=1e-12, err_msg=name)
 
 
@@ -90,10 +90,10 @@ def test_float32_default_state_and_unbatched(mode, rng):
         yt, st = theirs(torch.tensor(x))
         yp, sp = ours(pe.tensor(x))
         assert yp.dtype == pe.float32 and tuple(yp.shape) == tuple(yt.shape)
-        np.testing.assert_allclose(yp.numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(yp.detach().numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
         for a, b in zip(sp if mode == "lstm" else (sp,), st if mode == "lstm" else (st,)):
             assert tuple(a.shape) == tuple(b.shape)
-            np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.torch
@@ -114,16 +114,16 @@ def test_cells_match_torch(name, batched, rng):
     if name == "LSTMCell":
         (h1t, c1t) = theirs(xt, (ht, torch.tensor(c)))
         (h1p, c1p) = ours(xp, (hp, pe.tensor(c)))
-        np.testing.assert_allclose(c1p.numpy(), c1t.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(c1p.detach().numpy(), c1t.detach().numpy(), rtol=1e-10, atol=1e-12)
         (h1t.sum() + (c1t ** 2).sum()).backward()
         (h1p.sum() + (c1p ** 2).sum()).backward()
     else:
         h1t, h1p = theirs(xt, ht), ours(xp, hp)
         (h1t ** 2).sum().backward()
         (h1p ** 2).sum().backward()
-    np.testing.assert_allclose(h1p.numpy(), h1t.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(xp.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(hp.grad.numpy(), ht.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h1p.detach().numpy(), h1t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xp.grad.detach().numpy(), xt.grad.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hp.grad.detach().numpy(), ht.grad.detach().numpy(), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"])
@@ -153,20 +153,20 @@ def test_lstm_state_carries_across_calls(rng):
     whole, (h, c) = lstm(x)
     first, state = lstm(x[:, :4])
     second, (h2, c2) = lstm(x[:, 4:], state)
-    np.testing.assert_allclose(pe.cat([first, second], dim=1).numpy(), whole.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(h2.numpy(), h.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(c2.numpy(), c.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pe.cat([first, second], dim=1).detach().numpy(), whole.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h2.detach().numpy(), h.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c2.detach().numpy(), c.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_dropout_between_layers_only_in_training(rng):
     gru = nn.GRU(4, 9, num_layers=2, dropout=0.5)
     x = pe.tensor(rng.standard_normal((5, 2, 4)).astype(np.float32))
     gru.eval()
-    a, b = gru(x)[0].numpy(), gru(x)[0].numpy()
+    a, b = gru(x)[0].detach().numpy(), gru(x)[0].detach().numpy()
     np.testing.assert_array_equal(a, b)
     gru.train()
     pe.manual_seed(1)
-    c = gru(x)[0].numpy()
+    c = gru(x)[0].detach().numpy()
     assert not np.allclose(a, c)
 
 
@@ -174,7 +174,7 @@ def test_parameter_init_range():
     lstm = nn.LSTM(10, 16, num_layers=2, bidirectional=True)
     bound = 1 / np.sqrt(16)
     for name, p in lstm.named_parameters():
-        values = p.numpy()
+        values = p.detach().numpy()
         assert np.abs(values).max() <= bound and values.std() > bound / 4, name
     assert tuple(lstm.weight_ih_l1_reverse.shape) == (64, 32)
 
