@@ -54,7 +54,7 @@ def test_fan_rules():
 
 
 def _check_stats(t, mean, std, low=None, high=None, tol=0.02):
-    a = t.numpy()
+    a = t.detach().numpy()
     assert np.isfinite(a).all()
     assert abs(a.mean() - mean) < tol * std + 1e-12
     assert a.std() == pytest.approx(std, rel=tol)
@@ -68,7 +68,7 @@ def test_uniform_and_normal_statistics():
     _check_stats(init.uniform_(_t((301, 333)), -0.5, 1.5), 0.5, _uniform_std(1.0), -0.5, 1.5)
     _check_stats(init.normal_(_t((301, 333)), 0.3, 2.5), 0.3, 2.5)
     t = init.constant_(_t((3, 17)), 0.25)
-    np.testing.assert_array_equal(t.numpy(), np.full((3, 17), 0.25))
+    np.testing.assert_array_equal(t.detach().numpy(), np.full((3, 17), 0.25))
     np.testing.assert_array_equal(init.zeros_(t).numpy(), np.zeros((3, 17)))
     np.testing.assert_array_equal(init.ones_(t).numpy(), np.ones((3, 17)))
 
@@ -121,7 +121,7 @@ def test_seed_reproduces_init():
 
 
 def _bound_check(p, bound):
-    a = p.numpy()
+    a = p.detach().numpy()
     assert np.abs(a).max() <= bound
     if a.size > 5000:
         assert a.std() == pytest.approx(_uniform_std(bound), rel=0.03)
@@ -140,14 +140,14 @@ def test_linear_and_conv_default_init():
 
 def test_norm_and_embedding_default_init():
     ln = nn.LayerNorm((3, 17))
-    np.testing.assert_array_equal(ln.weight.numpy(), np.ones((3, 17)))
-    np.testing.assert_array_equal(ln.bias.numpy(), np.zeros((3, 17)))
+    np.testing.assert_array_equal(ln.weight.detach().numpy(), np.ones((3, 17)))
+    np.testing.assert_array_equal(ln.bias.detach().numpy(), np.zeros((3, 17)))
     bn = nn.BatchNorm2d(17)
-    np.testing.assert_array_equal(bn.weight.numpy(), np.ones(17))
+    np.testing.assert_array_equal(bn.weight.detach().numpy(), np.ones(17))
     np.testing.assert_array_equal(bn.running_mean.numpy(), np.zeros(17))
     np.testing.assert_array_equal(bn.running_var.numpy(), np.ones(17))
     assert bn.num_batches_tracked.item() == 0 and bn.num_batches_tracked.dtype == pe.int64
     emb = nn.Embedding(1000, 65, padding_idx=3)
-    w = emb.weight.numpy()
+    w = emb.weight.detach().numpy()
     np.testing.assert_array_equal(w[3], np.zeros(65))
     assert w.std() == pytest.approx(1.0, rel=0.03) and abs(w.mean()) < 0.02

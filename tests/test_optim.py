@@ -61,7 +61,7 @@ def _run_both(rng, ours_cls, torch_cls, options, steps=10):
 def _assert_same(ours, theirs):
     for p, tp in zip(ours, theirs):
         assert p.dtype == pe.float64
-        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.torch
@@ -104,8 +104,8 @@ def test_adamw_default_weight_decay_differs_from_adam(rng):
     adam.step()
     adamw.step()
     # First Adam step moves each element by lr * sign(g) (up to eps); AdamW also shrinks by lr*wd.
-    np.testing.assert_allclose(pa.numpy(), a0 - 0.1 * np.sign(g), rtol=1e-6)
-    np.testing.assert_allclose(pw.numpy(), a0 * (1 - 0.1 * 0.01) - 0.1 * np.sign(g), rtol=1e-6)
+    np.testing.assert_allclose(pa.detach().numpy(), a0 - 0.1 * np.sign(g), rtol=1e-6)
+    np.testing.assert_allclose(pw.detach().numpy(), a0 * (1 - 0.1 * 0.01) - 0.1 * np.sign(g), rtol=1e-6)
 
 
 def test_sgd_float32_step_stays_float32_in_place(rng):
@@ -116,7 +116,7 @@ def test_sgd_float32_step_stays_float32_in_place(rng):
     p.grad = pe.tensor(g)
     optim.SGD([p], lr=0.5).step()
     assert p.data is storage and p.dtype == pe.float32
-    np.testing.assert_allclose(p.numpy(), a0 - 0.5 * g, rtol=1e-6)
+    np.testing.assert_allclose(p.detach().numpy(), a0 - 0.5 * g, rtol=1e-6)
 
 
 def test_closure_is_called_and_its_loss_returned(rng):
@@ -129,10 +129,10 @@ def test_closure_is_called_and_its_loss_returned(rng):
         loss.backward()
         return loss
 
-    before = w.numpy().copy()
+    before = w.detach().numpy().copy()
     loss = opt.step(closure)
     assert loss.item() == pytest.approx(float((before ** 2).sum()))
-    np.testing.assert_allclose(w.numpy(), before - 0.1 * 2 * before)
+    np.testing.assert_allclose(w.detach().numpy(), before - 0.1 * 2 * before)
 
 
 @pytest.mark.parametrize("set_to_none", [True, False])
@@ -144,7 +144,7 @@ def test_zero_grad(rng, set_to_none):
     if set_to_none:
         assert p.grad is None
     else:
-        np.testing.assert_array_equal(p.grad.numpy(), np.zeros((2, 3)))
+        np.testing.assert_array_equal(p.grad.detach().numpy(), np.zeros((2, 3)))
 
 
 @pytest.mark.torch
@@ -186,7 +186,7 @@ def test_state_dict_round_trip_through_save_load(rng, tmp_path, cls, options):
     full, _ = _trained(rng, cls, options, start, grads)
     half, opt = _trained(rng, cls, options, start, grads[:3])
     pe.save(opt.state_dict(), tmp_path / "opt.npz")
-    resumed = [nn.Parameter(pe.tensor(p.numpy().copy())) for p in half]
+    resumed = [nn.Parameter(pe.tensor(p.detach().numpy().copy())) for p in half]
     opt2 = cls(resumed, lr=123.0)
     opt2.load_state_dict(pe.load(tmp_path / "opt.npz"))
     assert opt2.param_groups[0]["lr"] == options["lr"]
@@ -195,7 +195,7 @@ def test_state_dict_round_trip_through_save_load(rng, tmp_path, cls, options):
             p.grad = pe.tensor(gi)
         opt2.step()
     for p, q in zip(full, resumed):
-        np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_load_state_dict_rejects_mismatched_groups(rng):

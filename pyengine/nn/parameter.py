@@ -5,7 +5,8 @@ from ..tensor import Tensor
 
 
 class Parameter(Tensor):
-    """Wraps ``data``'s storage without copying; ``requires_grad`` defaults to True."""
+    """Shares ``data``'s storage (no copy); ``requires_grad`` defaults to True. Results of
+    operations on a Parameter are plain Tensors, as in PyTorch."""
 
     def __init__(self, data: Tensor | None = None, requires_grad: bool = True) -> None:
         if data is None:
@@ -16,8 +17,10 @@ class Parameter(Tensor):
         super().__init__(data.data, device=data.device, requires_grad=requires_grad)
 
     def _set_storage(self, other: Tensor) -> None:
-        """Take ``other``'s array, device and dtype in place (Module.to keeps Parameter identity)."""
-        raise NotImplementedError
+        """Take ``other``'s array and device in place, so Module.to() keeps this object (and
+        every optimizer holding it) valid."""
+        self.data = other.data
+        self.device = other.device
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()

@@ -153,7 +153,7 @@ def _cast_state(key: str, value, p: Tensor):
     """A loaded state value on ``p``'s device; floating arrays take ``p``'s dtype except the
     step count, as PyTorch."""
     if isinstance(value, Tensor):
-        value = value.numpy()
+        value = value.detach().numpy()
     if not isinstance(value, np.ndarray):
         return value
     if key == "step":

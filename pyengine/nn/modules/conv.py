@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
+import pyengine as pe
+
 from .. import functional as F
 from .. import init
-from ..parameter import empty_parameter
+from ..parameter import Parameter
 from .module import Module
 
 
@@ -48,8 +50,9 @@ class Conv2d(Module):
         self.dilation = _pair(dilation, "dilation")
         self.groups = groups
         self.padding_mode = padding_mode
-        self.weight = empty_parameter((out_channels, in_channels // groups) + self.kernel_size, device, dtype)
-        self.bias = empty_parameter((out_channels,), device, dtype) if bias else None
+        weight_shape = (out_channels, in_channels // groups) + self.kernel_size
+        self.weight = Parameter(pe.empty(weight_shape, device=device, dtype=dtype))
+        self.bias = Parameter(pe.empty((out_channels,), device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
+import pyengine as pe
+
 from .. import functional as F
 from .. import init
-from ..parameter import Parameter, empty_parameter
+from ..parameter import Parameter
 from .module import Module
 
 
@@ -29,8 +31,8 @@ class Linear(Module):
                 raise ValueError(f"Linear: {name} must be a non-negative int, got {n!r}")
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = empty_parameter((out_features, in_features), device, dtype)
-        self.bias = empty_parameter((out_features,), device, dtype) if bias else None
+        self.weight = Parameter(pe.empty((out_features, in_features), device=device, dtype=dtype))
+        self.bias = Parameter(pe.empty((out_features,), device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ...backend import get_backend
+from ...ops.dtypes import as_dtype, float32, float64
 from ...tensor import Tensor
 from ..parameter import Parameter
 
@@ -255,7 +256,7 @@ class Module:
 
         def convert(t: Tensor) -> Tensor:
             out = t
-            if dtype is not None and np.issubdtype(t.dtype.np, np.floating):
+            if dtype is not None and t.dtype.is_floating_point:
                 out = out.to(dtype=dtype)
             if device is not None:
                 out = out.to(device)
@@ -270,11 +271,9 @@ class Module:
         return self.to("cpu")
 
     def float(self) -> Module:
-        from ... import float32
         return self.to(float32)
 
     def double(self) -> Module:
-        from ... import float64
         return self.to(float64)
 
     # ----- state dict ---------------------------------------------------------------------
@@ -316,7 +315,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            array = value.numpy() if isinstance(value, Tensor) else value
+            array = value.detach().numpy() if isinstance(value, Tensor) else value
             if not isinstance(array, (np.ndarray, np.generic, int, float, bool)):
                 errors.append(f'While copying the parameter named "{key}", expected a Tensor or NumPy '
                               f"array, got {type(value).__name__}.")
@@ -355,7 +354,6 @@ class Module:
 
 def _parse_to(*args, **kwargs):
     """(device, dtype) from Module.to's accepted forms."""
-    from ... import dtype as dtype_cls
     device = kwargs.pop("device", None)
     dtype = kwargs.pop("dtype", None)
     kwargs.pop("non_blocking", None)
@@ -364,12 +362,12 @@ def _parse_to(*args, **kwargs):
     for arg in args:
         if isinstance(arg, Tensor):
             device, dtype = arg.device, arg.dtype
-        elif isinstance(arg, dtype_cls):
-            dtype = arg
         elif isinstance(arg, str):
             device = arg
         else:
-            raise TypeError(f"to() expects a device string, a pyengine dtype or a Tensor, got {arg!r}")
-    if dtype is not None and not np.issubdtype(dtype.np, np.floating):
-        raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
+            dtype = arg
+    if dtype is not None:
+        dtype = as_dtype(dtype)
+        if not dtype.is_floating_point:
+            raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
     return device, dtype

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numbers
 
+import pyengine as pe
+
 from .. import functional as F
 from .. import init
-from ..parameter import empty_buffer, empty_parameter
+from ..parameter import Parameter
 from .module import Module
 
 
@@ -21,8 +23,8 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = empty_parameter(self.normalized_shape, device, dtype)
-            self.bias = empty_parameter(self.normalized_shape, device, dtype) if bias else None
+            self.weight = Parameter(pe.empty(self.normalized_shape, device=device, dtype=dtype))
+            self.bias = Parameter(pe.empty(self.normalized_shape, device=device, dtype=dtype)) if bias else None
         else:
             self.weight = None
             self.bias = None
@@ -38,7 +40,8 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
 
 
 class _BatchNorm(Module):
@@ -49,7 +52,7 @@ class _BatchNorm(Module):
     _expected_ndims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device=None, dtype=None) -> None:
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
@@ -57,15 +60,18 @@ class _BatchNorm(Module):
         self.affine = affine
         self.track_running_stats = track_running_stats
         if affine:
-            self.weight = empty_parameter((num_features,), device, dtype)
-            self.bias = empty_parameter((num_features,), device, dtype)
+            self.weight = Parameter(pe.empty((num_features,), device=device, dtype=dtype))
+            if bias:
+                self.bias = Parameter(pe.empty((num_features,), device=device, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", empty_buffer((num_features,), device, dtype))
-            self.register_buffer("running_var", empty_buffer((num_features,), device, dtype))
-            self.register_buffer("num_batches_tracked", empty_buffer((), device, "int64"))
+            self.register_buffer("running_mean", pe.zeros(num_features, device=device, dtype=dtype))
+            self.register_buffer("running_var", pe.ones(num_features, device=device, dtype=dtype))
+            self.register_buffer("num_batches_tracked", pe.tensor(0, dtype=pe.int64, device=device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -80,8 +86,9 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             init.ones_(self.weight)
+        if self.bias is not None:
             init.zeros_(self.bias)
 
     def forward(self, x):
@@ -105,7 +112,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):

@@ -1,9 +1,11 @@
 """Embedding: a lookup table of ``num_embeddings`` vectors of size ``embedding_dim``."""
 from __future__ import annotations
 
+import pyengine as pe
+
 from .. import functional as F
 from .. import init
-from ..parameter import Parameter, empty_parameter
+from ..parameter import Parameter
 from .module import Module
 
 
@@ -27,7 +29,7 @@ class Embedding(Module):
         self.embedding_dim = embedding_dim
         self.padding_idx = padding_idx
         if _weight is None:
-            self.weight = empty_parameter((num_embeddings, embedding_dim), device, dtype)
+            self.weight = Parameter(pe.empty((num_embeddings, embedding_dim), device=device, dtype=dtype))
             self.reset_parameters()
         else:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):
