@@ -13,7 +13,7 @@ def _make(array_fn, size, dtype, device, requires_grad):
     shape = _sizes(size)
     if any(n < 0 for n in shape):
         raise RuntimeError(f"Trying to create tensor with negative dimension: {list(shape)}")
-    device = check_device(device)
+    device = check_device(device or "cpu")  # device=None means the default device, as PyTorch
     data = array_fn(get_backend(device), shape, (dtype or DEFAULT_FLOAT).np)
     return Tensor._make(data, device, requires_grad)
 
