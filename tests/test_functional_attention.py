@@ -36,7 +36,7 @@ def qkv(rng, batch, L, S, E, Ev):
 def test_sdpa_plain_matches_reference(rng, batch):
     q, k, v = qkv(rng, batch, 5, 7, 4, 3)
     y = F.scaled_dot_product_attention(pe.tensor(q), pe.tensor(k), pe.tensor(v))
-    np.testing.assert_allclose(y.numpy(), sdpa_ref(q, k, v), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), sdpa_ref(q, k, v), rtol=1e-10, atol=1e-12)
 
 
 def _masks(rng, L, S):
@@ -61,7 +61,7 @@ def test_sdpa_options_match_reference_and_gradcheck(rng, option):
     elif option == "scale":
         kwargs["scale"] = ref_kwargs["scale"] = 0.37
     y = F.scaled_dot_product_attention(leaf(q), leaf(k), leaf(v), **kwargs)
-    np.testing.assert_allclose(y.numpy(), sdpa_ref(q, k, v, **ref_kwargs), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), sdpa_ref(q, k, v, **ref_kwargs), rtol=1e-10, atol=1e-12)
     assert gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, **kwargs),
                      (leaf(q), leaf(k), leaf(v)))
 
@@ -71,7 +71,7 @@ def test_sdpa_fully_masked_row_is_nan(rng):
     mask = np.ones((2, 3), dtype=bool)
     mask[1] = False
     y = F.scaled_dot_product_attention(pe.tensor(q), pe.tensor(k), pe.tensor(v),
-                                       attn_mask=pe.tensor(mask)).numpy()
+                                       attn_mask=pe.tensor(mask)).detach().numpy()
     assert np.isnan(y[0, 1]).all() and np.isfinite(y[0, 0]).all()
 
 
@@ -80,7 +80,7 @@ def test_sdpa_dropout_is_random_and_differentiable(rng):
     plain = sdpa_ref(q, k, v)
     pe.manual_seed(0)
     y = F.scaled_dot_product_attention(pe.tensor(q), pe.tensor(k), pe.tensor(v), dropout_p=0.5)
-    assert not np.allclose(y.numpy(), plain)
+    assert not np.allclose(y.detach().numpy(), plain)
 
     def reseeded(a, b, c):
         pe.manual_seed(11)  # one dropout mask for every finite-difference evaluation
@@ -108,6 +108,6 @@ def test_sdpa_matches_torch_with_grads(rng, option):
     gy = rng.standard_normal(y.shape)
     y.backward(pe.tensor(gy))
     ty.backward(torch.tensor(gy))
-    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)

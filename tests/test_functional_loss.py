@@ -66,7 +66,7 @@ def test_cross_entropy_matches_reference_and_gradcheck(rng, shape, ignore, smoot
     y = F.cross_entropy(leaf(x), pe.tensor(t), weight=wt, reduction=reduction,
                         label_smoothing=smoothing)
     ref = cross_entropy_ref(x, t, w, -100, smoothing, reduction)
-    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
     assert gradcheck(lambda a: F.cross_entropy(a, pe.tensor(t), weight=wt, reduction=reduction,
                                                label_smoothing=smoothing), (leaf(x),))
 
@@ -74,10 +74,10 @@ def test_cross_entropy_matches_reference_and_gradcheck(rng, shape, ignore, smoot
 def test_cross_entropy_unbatched_and_custom_ignore_index(rng):
     x = rng.standard_normal(6)
     y = F.cross_entropy(leaf(x), pe.tensor(np.array(4)))
-    np.testing.assert_allclose(y.numpy(), -log_softmax_ref(x, 0)[4], rtol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), -log_softmax_ref(x, 0)[4], rtol=1e-12)
     xs, t = rng.standard_normal((4, 3)), np.array([0, 2, 1, 2])
     y = F.cross_entropy(leaf(xs), pe.tensor(t), ignore_index=2)
-    np.testing.assert_allclose(y.numpy(), cross_entropy_ref(xs, t, ignore_index=2), rtol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), cross_entropy_ref(xs, t, ignore_index=2), rtol=1e-12)
     assert gradcheck(lambda a: F.cross_entropy(a, pe.tensor(t), ignore_index=2), (leaf(xs),))
 
 
@@ -97,8 +97,9 @@ def test_cross_entropy_probability_targets(rng, smoothing):
     y = F.cross_entropy(leaf(x), pe.tensor(p), weight=pe.tensor(w), label_smoothing=smoothing)
     q = p * (1 - smoothing) + smoothing / 5
     ref = -(log_softmax_ref(x, 1) * q * w[None, :, None]).sum(axis=1).mean()
-    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12)
-    assert gradcheck(lambda a: F.cross_entropy(a, pe.tensor(p), label_smoothing=smoothing),
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-12)
+    p_small = p[:2, :, :2]
+    assert gradcheck(lambda a: F.cross_entropy(a, pe.tensor(p_small), label_smoothing=smoothing),
                      (leaf(x[:2, :, :2]),))
 
 
@@ -113,7 +114,7 @@ def test_nll_loss_matches_reference_and_gradcheck(rng, reduction):
     keep = t != 3
     per_row = np.where(keep, -w[t] * logp[np.arange(6), t], 0.0)
     ref = {"none": per_row, "sum": per_row.sum(), "mean": per_row.sum() / w[t][keep].sum()}
-    np.testing.assert_allclose(y.numpy(), ref[reduction], rtol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), ref[reduction], rtol=1e-12)
     assert gradcheck(lambda a: F.nll_loss(a, pe.tensor(t), weight=pe.tensor(w), ignore_index=3,
                                           reduction=reduction), (leaf(logp),))
 
@@ -122,8 +123,8 @@ def test_legacy_size_average_reduce_map_to_reduction(rng):
     x, t = rng.standard_normal((4, 3)), np.array([0, 1, 2, 1])
     full = cross_entropy_ref(x, t, reduction="none")
     np.testing.assert_allclose(F.nll_loss(pe.tensor(log_softmax_ref(x, 1)), pe.tensor(t),
-                                          size_average=False).numpy(), full.sum(), rtol=1e-12)
-    np.testing.assert_allclose(F.cross_entropy(pe.tensor(x), pe.tensor(t), reduce=False).numpy(),
+                                          size_average=False).detach().numpy(), full.sum(), rtol=1e-12)
+    np.testing.assert_allclose(F.cross_entropy(pe.tensor(x), pe.tensor(t), reduce=False).detach().numpy(),
                                full, rtol=1e-12)
 
 
@@ -131,9 +132,9 @@ def test_legacy_size_average_reduce_map_to_reduction(rng):
 def test_mse_and_l1_match_reference_and_gradcheck(rng, reduction):
     x, t = rng.standard_normal((3, 17)), rng.standard_normal((3, 17))
     red = {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction]
-    np.testing.assert_allclose(F.mse_loss(leaf(x), leaf(t), reduction=reduction).numpy(),
+    np.testing.assert_allclose(F.mse_loss(leaf(x), leaf(t), reduction=reduction).detach().numpy(),
                                red((x - t) ** 2), rtol=1e-12)
-    np.testing.assert_allclose(F.l1_loss(leaf(x), leaf(t), reduction=reduction).numpy(),
+    np.testing.assert_allclose(F.l1_loss(leaf(x), leaf(t), reduction=reduction).detach().numpy(),
                                red(np.abs(x - t)), rtol=1e-12)
     xs, ts = x[:2, :5], t[:2, :5]
     assert gradcheck(lambda a, b: F.mse_loss(a, b, reduction=reduction), (leaf(xs), leaf(ts)))
@@ -155,7 +156,7 @@ def test_binary_cross_entropy_matches_reference_and_gradcheck(rng, reduction):
     red = {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction]
     ref = red(-w * (t * np.log(p) + (1 - t) * np.log(1 - p)))
     y = F.binary_cross_entropy(leaf(p), leaf(t), weight=pe.tensor(w), reduction=reduction)
-    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-12)
     assert gradcheck(lambda a, b: F.binary_cross_entropy(a, b, weight=pe.tensor(w),
                                                          reduction=reduction),
                      (leaf(p[:2]), leaf(t[:2])))
@@ -164,7 +165,7 @@ def test_binary_cross_entropy_matches_reference_and_gradcheck(rng, reduction):
 def test_binary_cross_entropy_clamps_log_at_minus_100():
     y = F.binary_cross_entropy(pe.tensor(np.array([0.0, 1.0])), pe.tensor(np.array([1.0, 0.0])),
                                reduction="none")
-    np.testing.assert_array_equal(y.numpy(), [100.0, 100.0])
+    np.testing.assert_array_equal(y.detach().numpy(), [100.0, 100.0])
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -173,13 +174,13 @@ def test_bce_with_logits_matches_reference_and_gradcheck(rng, reduction, weighte
     x, t = rng.standard_normal((4, 3)) * 3, rng.uniform(0, 1, (4, 3))
     w = pe.tensor(rng.uniform(0.5, 2, (4, 1))) if weighted else None
     pw = pe.tensor(rng.uniform(0.5, 3, 3)) if weighted else None
-    lw = 1 if pw is None else 1 + (pw.numpy() - 1) * t
+    pos = 1 if pw is None else pw.detach().numpy()
     sig = 1 / (1 + np.exp(-x))
-    loss = -(lw * t * np.log(sig) + (1 - t) * np.log(1 - sig)) * (1 if w is None else w.numpy())
+    loss = -(pos * t * np.log(sig) + (1 - t) * np.log(1 - sig)) * (1 if w is None else w.detach().numpy())
     red = {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction]
     y = F.binary_cross_entropy_with_logits(leaf(x), leaf(t), weight=w, reduction=reduction,
                                            pos_weight=pw)
-    np.testing.assert_allclose(y.numpy(), red(loss), rtol=1e-10)
+    np.testing.assert_allclose(y.detach().numpy(), red(loss), rtol=1e-10)
     assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(
         a, b, weight=w, reduction=reduction, pos_weight=pw), (leaf(x), leaf(t)))
 
@@ -188,7 +189,7 @@ def test_bce_with_logits_is_finite_for_huge_logits():
     x, t = np.array([-800.0, 800.0, 50.0]), np.array([1.0, 0.0, 1.0])
     xl = leaf(x)
     y = F.binary_cross_entropy_with_logits(xl, pe.tensor(t), reduction="none")
-    np.testing.assert_allclose(y.numpy(), [800.0, 800.0, np.log1p(np.exp(-50.0))], rtol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), [800.0, 800.0, np.log1p(np.exp(-50.0))], rtol=1e-12)
     y.sum().backward()
     np.testing.assert_allclose(xl.grad.numpy(), [-1.0, 1.0, -1 / (1 + np.exp(50.0))], rtol=1e-12)
 
@@ -211,16 +212,16 @@ def test_losses_match_torch_with_grads(rng):
                                   label_smoothing=smoothing)
             y.backward()
             ty.backward()
-            np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-10)
+            np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10)
             np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-9, atol=1e-12)
     p = rng.uniform(0.05, 0.95, (3, 4))
     s = rng.uniform(0, 1, (3, 4))
     pw = rng.uniform(0.5, 3, 4)
     np.testing.assert_allclose(
-        F.binary_cross_entropy(pe.tensor(p), pe.tensor(s)).numpy(),
-        tf.binary_cross_entropy(torch.tensor(p), torch.tensor(s)).numpy(), rtol=1e-12)
+        F.binary_cross_entropy(pe.tensor(p), pe.tensor(s)).detach().numpy(),
+        tf.binary_cross_entropy(torch.tensor(p), torch.tensor(s)).detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(
         F.binary_cross_entropy_with_logits(pe.tensor(p * 8 - 4), pe.tensor(s),
-                                           pos_weight=pe.tensor(pw)).numpy(),
+                                           pos_weight=pe.tensor(pw)).detach().numpy(),
         tf.binary_cross_entropy_with_logits(torch.tensor(p * 8 - 4), torch.tensor(s),
-                                            pos_weight=torch.tensor(pw)).numpy(), rtol=1e-12)
+                                            pos_weight=torch.tensor(pw)).detach().numpy(), rtol=1e-12)

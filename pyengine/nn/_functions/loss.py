@@ -64,12 +64,18 @@ _LOG_FLOOR = -100.0
 _GRAD_EPS = 1e-12
 
 
+def _floored_log(xp, v):
+    """max(log v, -100) for v >= 0, without taking log(0)."""
+    positive = v > 0
+    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, v, 1)), _LOG_FLOOR),
+                    _LOG_FLOOR)
+
+
 class BCELoss(Function):
     @staticmethod
     def forward(ctx, p, t, weight, reduction):
         xp = ctx.backend.xp
-        log_p = xp.maximum(xp.log(p), _LOG_FLOOR)
-        log_q = xp.maximum(xp.log1p(-p), _LOG_FLOOR)
+        log_p, log_q = _floored_log(xp, p), _floored_log(xp, 1 - p)
         loss = -(t * log_p + (1 - t) * log_q)
         if weight is not None:
             loss = loss * weight
