@@ -37,6 +37,7 @@ class MLP(nn.Sequential):
             raise ValueError(f"MLP needs at least an input and an output size, got sizes={sizes}")
         if any(int(s) != s or s < 1 for s in sizes):
             raise ValueError(f"MLP sizes must be positive integers, got sizes={sizes}")
+        activation_module(activation)  # an unknown name fails here even when no layer needs it
         layers = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(fan_in, fan_out))
