@@ -1,0 +1,349 @@
+"""Autograd semantics as PyTorch's: accumulation, freeing, retain_graph, grad modes, in-place
+checks, custom Functions, gradcheck and detect_anomaly."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import pyengine as pe
+from pyengine.autograd import Context, Function, GradcheckError, gradcheck
+
+
+def leaf(rng, *shape, dtype=pe.float32):
+    return pe.tensor(rng.standard_normal(shape), dtype=dtype, requires_grad=True)
+
+
+def test_grads_accumulate_until_zeroed(rng):
+    x = leaf(rng, 3)
+    (x * 2).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5, 5, 5])
+    x.grad = None
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.detach().numpy(), rtol=1e-6)
+
+
+def test_shared_subexpression_sums_both_paths(rng):
+    x = leaf(rng, 4, dtype=pe.float64)
+    y = x.exp()
+    (y * y + y).sum().backward()
+    e = np.exp(x.detach().numpy())
+    np.testing.assert_allclose(x.grad.numpy(), 2 * e * e + e, rtol=1e-12)
+
+
+def test_backward_on_non_scalar_needs_gradient(rng):
+    x = leaf(rng, 2, 3)
+    y = x * 2
+    with pytest.raises(RuntimeError, match="scalar outputs"):
+        y.backward()
+    g = rng.standard_normal((2, 3)).astype(np.float32)
+    y.backward(pe.tensor(g))
+    np.testing.assert_allclose(x.grad.numpy(), 2 * g, rtol=1e-6)
+    with pytest.raises(RuntimeError, match=r"\(3,\)"):
+        (x * 2).backward(pe.ones(3))
+
+
+def test_second_backward_raises_unless_retain_graph(rng):
+    x = leaf(rng, 3)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+    x.grad = None
+    z = (x.exp() * x).sum()
+    z.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    z.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * first, rtol=1e-6)
+
+
+def test_backward_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        pe.ones(3).sum().backward()
+
+
+def _live(kind):
+    return sum(isinstance(o, kind) for o in gc.get_objects())
+
+
+def test_graph_is_freed_no_growth_over_1000_steps(rng):
+    w = leaf(rng, 8, 4)
+    x = pe.tensor(rng.standard_normal((5, 8)), dtype=pe.float32)
+    nodes = []
+
+    def step(watch):
+        loss = ((x @ w).exp() * 0.5 - w.sum()).mean()
+        loss.backward()
+        if watch:
+            nodes.append(weakref.ref(loss.grad_fn))
+        with pe.no_grad():
+            w.sub_(w.grad * 1e-3)
+        w.grad = None
+
+    gc.disable()  # the graph must die by reference counting alone: it holds no cycles
+    try:
+        step(watch=True)
+        before = _live(Context), _live(pe.Tensor)
+        for i in range(1000):
+            step(watch=i < 10)
+        after = _live(Context), _live(pe.Tensor)
+    finally:
+        gc.enable()
+    assert all(r() is None for r in nodes), "graph nodes still alive after their loss went away"
+    assert after == before, f"live (graph nodes, tensors) went from {before} to {after}"
+
+
+def test_saved_arrays_freed_after_backward(rng):
+    x = leaf(rng, 3)
+    y = x.exp()
+    node = y.grad_fn
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        node.saved_tensors
+
+
+def test_no_grad_and_enable_grad(rng):
+    x = leaf(rng, 3)
+    assert pe.is_grad_enabled()
+    with pe.no_grad():
+        assert not pe.is_grad_enabled()
+        y = x * 2
+        with pe.enable_grad():
+            z = x * 2
+    assert pe.is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad and z.grad_fn is not None
+
+    @pe.no_grad()
+    def f(t):
+        return t * 3
+    assert not f(x).requires_grad and pe.is_grad_enabled()
+
+
+def test_requires_grad_rules(rng):
+    x = leaf(rng, 3)
+    c = pe.tensor([1.0, 2.0, 3.0])
+    y = x * c
+    assert y.requires_grad and not y.is_leaf and x.is_leaf and c.is_leaf
+    assert not (c * 2).requires_grad
+    d = y.detach()
+    assert not d.requires_grad and d.is_leaf
+    np.testing.assert_array_equal(d.numpy(), y.detach().numpy())
+    with pytest.raises(RuntimeError, match="floating point"):
+        pe.arange(3).requires_grad_()
+    with pytest.raises(RuntimeError, match="leaf"):
+        y.requires_grad = False
+    assert not x.argmax().requires_grad
+    assert not (x > 0).requires_grad
+
+
+def test_retain_grad_keeps_non_leaf_gradient(rng):
+    x = leaf(rng, 3)
+    y = x * 2
+    y.retain_grad()
+    (y * y).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), 2 * y.detach().numpy(), rtol=1e-6)
+    assert (x * 2).grad is None
+
+
+def test_broadcast_gradient_sums_to_input_shape(rng):
+    a = leaf(rng, 3, 1, dtype=pe.float64)
+    b = leaf(rng, 4, dtype=pe.float64)
+    (a * b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), np.full((3, 1), b.detach().numpy().sum()), rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), np.full(4, a.detach().numpy().sum()), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- in place
+def test_inplace_on_leaf_requiring_grad_raises_but_works_under_no_grad(rng):
+    w = leaf(rng, 3)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        w.add_(1.0)
+    before = w.detach().numpy().copy()
+    version = w._version
+    with pe.no_grad():
+        w.add_(pe.ones(3), alpha=2).mul_(3).sub_(1).div_(2).clamp_(-1, 1)
+    np.testing.assert_allclose(w.detach().numpy(), np.clip(((before + 2) * 3 - 1) / 2, -1, 1), rtol=1e-6)
+    assert w._version == version + 5 and w.requires_grad and w.is_leaf
+
+
+def test_inplace_on_saved_tensor_raises_at_backward(rng):
+    x = leaf(rng, 3)
+    y = x.exp()  # Exp saves its output
+    y.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_inplace_on_non_leaf_records_gradient(rng):
+    x, w = leaf(rng, 3, dtype=pe.float64), leaf(rng, 3, dtype=pe.float64)
+    y = x * 2
+    y.mul_(3)
+    y.add_(w, alpha=0.5)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(3, 6.0))
+    np.testing.assert_allclose(w.grad.numpy(), np.full(3, 0.5))
+
+
+def test_inplace_fill_zero_copy(rng):
+    t = pe.tensor(rng.standard_normal((2, 3)), dtype=pe.float32)
+    t.fill_(2.5)
+    np.testing.assert_array_equal(t.numpy(), np.full((2, 3), 2.5, np.float32))
+    t.zero_()
+    np.testing.assert_array_equal(t.numpy(), np.zeros((2, 3), np.float32))
+    src = rng.standard_normal(3)
+    t.copy_(pe.tensor(src, dtype=pe.float64))
+    np.testing.assert_allclose(t.numpy(), np.broadcast_to(src, (2, 3)), rtol=1e-6)
+    assert t.dtype == pe.float32
+    x = leaf(rng, 3)
+    y = x * 1
+    y.zero_()
+    (y + x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones(3))
+
+
+def test_inplace_shape_and_dtype_errors():
+    t = pe.zeros(3)
+    with pytest.raises(RuntimeError, match=r"\[3\].*\[2, 3\]"):
+        t.add_(pe.ones(2, 3))
+    i = pe.zeros(3, dtype=pe.int64)
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        i.add_(0.5)
+
+
+def test_inplace_through_view_of_grad_tensor_raises(rng):
+    y = leaf(rng, 3, 4) * 1
+    with pytest.raises(RuntimeError, match="view"):
+        y[0].mul_(2)
+
+
+# ----------------------------------------------------------------------------- custom Function
+class Cube(Function):
+    calls = []
+
+    @staticmethod
+    def forward(ctx, x, scale, *, offset=0.0):
+        Cube.calls.append((ctx.needs_input_grad, scale, offset))
+        ctx.save_for_backward(x)
+        ctx.scale = scale
+        return scale * x ** 3 + offset
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 3 * ctx.scale * x ** 2, None
+
+
+class SplitHalves(Function):
+    @staticmethod
+    def forward(ctx, x):
+        n = x.shape[0] // 2
+        ctx.n = n
+        return x[:n] * 2, x[n:] * 3, ctx.backend.xp.argmax(x)
+
+    @staticmethod
+    def backward(ctx, ga, gb, gidx):
+        return ctx.backend.xp.concatenate([ga * 2, gb * 3])
+
+
+def test_custom_function_contract(rng):
+    x = leaf(rng, 5, dtype=pe.float64)
+    y = Cube.apply(x, 2.0, offset=1.0)
+    assert Cube.calls[-1] == ((True, False), 2.0, 1.0)
+    assert isinstance(y, pe.Tensor) and y.grad_fn.name == "CubeBackward"
+    np.testing.assert_allclose(y.detach().numpy(), 2 * x.detach().numpy() ** 3 + 1, rtol=1e-12)
+    assert gradcheck(lambda t: Cube.apply(t, 0.7), (x,))
+    with pe.no_grad():
+        Cube.apply(x, 1.0)
+    assert Cube.calls[-1][0] == (False, False)
+
+
+def test_multi_output_function_unused_output_gets_zero_gradient(rng):
+    x = leaf(rng, 6, dtype=pe.float64)
+    a, b, idx = SplitHalves.apply(x)
+    assert a.requires_grad and b.requires_grad and not idx.requires_grad and idx.dtype == pe.int64
+    a.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2, 2, 2, 0, 0, 0])
+    assert gradcheck(lambda t: SplitHalves.apply(t)[:2], (x,))
+
+
+def test_mark_non_differentiable(rng):
+    class WithMask(Function):
+        @staticmethod
+        def forward(ctx, x):
+            mask = (x > 0).astype(x.dtype)
+            ctx.mark_non_differentiable(mask)
+            return x * 2, mask
+
+        @staticmethod
+        def backward(ctx, g, gmask):
+            return g * 2
+
+    y, m = WithMask.apply(leaf(rng, 4))
+    assert y.requires_grad and not m.requires_grad
+
+
+def test_device_mismatch_names_both_devices():
+    a = pe.ones(3)
+    fake_gpu = pe.Tensor._make(np.ones(3, np.float32), "cuda")
+    with pytest.raises(RuntimeError, match="cpu and cuda"):
+        a + fake_gpu
+
+
+def test_wrong_gradient_shape_from_backward_is_named(rng):
+    class Bad(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return g[:1]
+
+    with pytest.raises(RuntimeError, match=r"BadBackward.*\(1,\).*\(3,\)"):
+        Bad.apply(leaf(rng, 3)).sum().backward()
+
+
+# ----------------------------------------------------------------------------- gradcheck, anomaly
+class WrongGrad(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x  # should be 2 * g * x
+
+
+def test_gradcheck_catches_a_wrong_backward(rng):
+    x = leaf(rng, 3, 2, dtype=pe.float64)
+    with pytest.raises(GradcheckError, match=r"input 0 of shape \(3, 2\) at index"):
+        gradcheck(WrongGrad.apply, (x,))
+    assert gradcheck(WrongGrad.apply, (x,), raise_exception=False) is False
+    assert x.grad is None  # gradcheck leaves .grad as it found it
+
+
+def test_gradcheck_needs_float64(rng):
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda t: t * 2, (leaf(rng, 3),))
+
+
+def test_detect_anomaly_names_the_function(rng):
+    class NanGrad(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("nan")
+
+    x = leaf(rng, 3)
+    NanGrad.apply(x).sum().backward()  # silently NaN outside the context, as PyTorch
+    assert np.isnan(x.grad.numpy()).all()
+    with pe.autograd.detect_anomaly():
+        with pytest.raises(RuntimeError, match="NanGradBackward"):
+            NanGrad.apply(x).sum().backward()
