@@ -22,7 +22,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
     norm_type = float(norm_type)
     if not grads:
-        return Tensor._make(get_backend("cpu").asarray(0.0, dtype=None), "cpu")
+        return Tensor._make(get_backend("cpu").xp.asarray(0.0, dtype="float32"), "cpu")
     devices = {g.device for g in grads}
     if len(devices) > 1:
         raise RuntimeError(f"clip_grad_norm_: gradients are on several devices {sorted(devices)}")

@@ -109,9 +109,12 @@ class Module:
 
     def _forget(self, name: str) -> None:
         """Drop ``name`` from every registry (re-assigning it as another kind, as PyTorch)."""
-        self.__dict__.pop(name, None)
+        d = self.__dict__
+        if "_parameters" not in d:
+            return  # before Module.__init__: the register_* call that follows says so
+        d.pop(name, None)
         for registry in ("_parameters", "_buffers", "_modules"):
-            self.__dict__[registry].pop(name, None)
+            d[registry].pop(name, None)
         self._non_persistent_buffers_set.discard(name)
 
     def __getattr__(self, name: str):
