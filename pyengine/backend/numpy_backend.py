@@ -395,7 +395,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
 # three ranges where the fitted function is smooth and slowly varying:
 #   |x| < 1   erf(x) = x * A(x^2)
 #   1 <= z < 4  erfc(z) = exp(-z^2) * B(t),      t = 1 / (1 + z/2)
-#   z >= 4      erfc(z) = exp(-z^2) / z * C(u),  u = 1 / z^2
+#   4 <= z <= 26.5  erfc(z) = exp(-z^2) / z * C(u),  u = 1 / z^2  (beyond, erfc < 1e-306)
 # Relative error against math.erf/erfc: ~2e-15 below 4, ~1e-13 above (exp(-z^2) rounding).
 
 def _fit(f, lo, hi, deg):
@@ -414,7 +414,7 @@ _ERF_SMALL = _fit(lambda u: math.erf(math.sqrt(u)) / math.sqrt(u) if u > 0
 _ERFC_MID = _fit(lambda t: math.erfc(2 / t - 2) * math.exp((2 / t - 2) ** 2),
                  1 / 3, 2 / 3, 16)
 _ERFC_TAIL = _fit(lambda u: math.erfc(u ** -0.5) * math.exp(1 / u) * u ** -0.5,
-                  1 / 26 ** 2, 1 / 16, 10)
+                  1 / 26.5 ** 2, 1 / 16, 10)
 
 
 def _erfc_pos(z):
