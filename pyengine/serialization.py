@@ -37,7 +37,8 @@ def load(path, map_location=None):
     structure = arrays.pop(_STRUCTURE, None)
     if structure is None:
         return {k: Tensor(v, device=device) for k, v in arrays.items()}
-    return _decode(json.loads(str(structure)), arrays, device)
+    # .item(): save's ascontiguousarray turns the 0-d string into shape (1,), whose str() is "['...']"
+    return _decode(json.loads(structure.item()), arrays, device)
 
 
 def _encode(obj, key, arrays):
