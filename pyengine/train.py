@@ -109,13 +109,14 @@ class _Progress:
 def fit(model, train_set, val_set=None, test_set=None, *, epochs: int = 10, batch_size: int = 64,
         optimizer=None, lr: float = 1e-3, task: str = "classification", device: str = "cpu",
         seed: int = 0, checkpoint: str | Path | None = None, max_steps: int | None = None,
-        log: TextIO | None = sys.stdout) -> dict:
+        log: TextIO | None = None, verbose: bool = True) -> dict:
     """Train ``model`` on ``train_set`` and return the history (see the module docstring).
 
     optimizer: an Optimizer, or a name in OPTIMIZERS built with ``lr`` (default "adam").
     checkpoint: a path; the state dict is saved there with ``pe.save`` after every epoch.
     max_steps: stop after this many optimizer steps (the demo runs a fixed number).
-    log: where the progress line goes; None for silence.
+    log: where the progress line goes (default: sys.stdout at call time); verbose=False
+    silences it.
     """
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -132,6 +133,7 @@ def fit(model, train_set, val_set=None, test_set=None, *, epochs: int = 10, batc
         "train_loss": [], "val_loss": [], "val_accuracy": [], "samples_per_s": [], "epoch_time_s": [],
         "step_loss": [], "step_time_s": [], "test_loss": None, "test_accuracy": None, "checkpoint": None,
     }
+    log = (log or sys.stdout) if verbose else None
     progress = _Progress(log)
     start = time.perf_counter()
     step = 0
@@ -191,7 +193,8 @@ def fit(model, train_set, val_set=None, test_set=None, *, epochs: int = 10, batc
 
 def train_model(name: str, *, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
                 optimizer: str = "adam", device: str = "cpu", seed: int = 0, out: str | Path | None = None,
-                max_steps: int | None = None, log: TextIO | None = sys.stdout, **model_kwargs) -> dict:
+                max_steps: int | None = None, log: TextIO | None = None, verbose: bool = True,
+                **model_kwargs) -> dict:
     """Train a registered model (``pyengine.models.get_model``) on its default data, split
     70/10/20 into train/validation/test. With ``out``, the checkpoint goes to
     ``out/<name>.npz``. Returns ``fit``'s history with ``model`` added."""
@@ -206,6 +209,7 @@ def train_model(name: str, *, epochs: int = 10, batch_size: int = 64, lr: float 
     checkpoint = Path(out) / f"{name}.npz" if out is not None else None
     history = fit(model, train_set, val_set, test_set, epochs=epochs, batch_size=batch_size,
                   optimizer=make_optimizer(optimizer, model.parameters(), lr), task=spec.task,
-                  device=device, seed=seed, checkpoint=checkpoint, max_steps=max_steps, log=log)
+                  device=device, seed=seed, checkpoint=checkpoint, max_steps=max_steps, log=log,
+                  verbose=verbose)
     history["model"] = name
     return history

@@ -79,8 +79,8 @@ def test_train_rejects_unknown_model_and_bad_epochs(tmp_path, capsys):
 
 
 def test_train_on_cuda_without_a_gpu_says_why(tmp_path, capsys):
-    ok, reason = pe.backend.get_backend("cuda").available()
-    if ok:
+    reason = pe.cuda.unavailable_reason()
+    if reason is None:
         pytest.skip("a GPU is usable here")
     assert main(["train", "mlp", "--device", "cuda", "--epochs", "1", "--out", str(tmp_path)]) == 1
     assert reason in capsys.readouterr().err
@@ -103,7 +103,7 @@ def test_fit_regression_progress_and_max_steps(tmp_path):
     assert (tmp_path / "reg.npz").exists()
 
     short = fit(get_model("mlp", sizes=(5, 3, 1)), train, epochs=5, batch_size=16, task="regression",
-                max_steps=4, log=None)
+                max_steps=4, verbose=False)
     assert len(short["step_loss"]) == 4 and len(short["train_loss"]) == 1
 
 

@@ -16,7 +16,7 @@ def test_digits_mlp_reaches_95_percent():
     pe.manual_seed(0)
     train, val, test = split_dataset(load_digits(flatten=True), seed=0)
     model = MLP([64, 128, 64, 10])
-    history = fit(model, train, val, test, epochs=12, batch_size=32, optimizer="adam", lr=3e-3, log=None)
+    history = fit(model, train, val, test, epochs=12, batch_size=32, optimizer="adam", lr=3e-3, verbose=False)
     assert history["test_accuracy"] >= 0.95, history
     assert history["train_loss"][-1] < 0.25 * history["train_loss"][0]
 
@@ -24,7 +24,7 @@ def test_digits_mlp_reaches_95_percent():
 def test_lenet5_reaches_95_percent_on_28x28_digits():
     pe.manual_seed(0)
     train, val, test = split_dataset(load_digits(size=28, normalize=True), seed=0)
-    history = fit(LeNet5(), train, val, test, epochs=5, batch_size=32, optimizer="adam", lr=2e-3, log=None)
+    history = fit(LeNet5(), train, val, test, epochs=5, batch_size=32, optimizer="adam", lr=2e-3, verbose=False)
     assert history["test_accuracy"] >= 0.95, history
 
 
@@ -65,7 +65,7 @@ def test_selu_depth_16_trains_where_sigmoid_does_not():
     runs = {}
     for name, model in (("selu", snn), ("sigmoid", sigmoid)):
         initial = evaluate(model, DataLoader(train, batch_size=512))["loss"]
-        history = fit(model, train, val, test, epochs=4, batch_size=32, optimizer="sgd", lr=0.01, log=None)
+        history = fit(model, train, val, test, epochs=4, batch_size=32, optimizer="sgd", lr=0.01, verbose=False)
         runs[name] = (initial, history)
 
     initial, history = runs["selu"]

@@ -55,10 +55,11 @@ def numpy_blas() -> str:
 
 def cuda_status() -> dict:
     """Whether pyengine._C was built (it exists only in CUDA builds), what each GPU kernel
-    provider says about availability, and the GPUs CuPy sees."""
-    from pyengine.backend import get_cuda_kernels, load
+    provider says about availability, and the GPUs the current provider sees."""
+    from pyengine import cuda
+    from pyengine.backend import load
 
-    status = {"kernel_provider": get_cuda_kernels()}
+    status = {"kernel_provider": cuda.current_kernels()}
     try:
         importlib.import_module("pyengine._C")
         status["extension"] = "built with CUDA"
@@ -70,15 +71,7 @@ def cuda_status() -> dict:
             status[f"{name}_available"] = "yes" if ok else f"no: {reason}"
         except Exception as exc:  # a backend that fails to import is itself the news
             status[f"{name}_available"] = f"no: backend failed to import ({exc!r})"
-    gpus = []
-    try:
-        import cupy
-        for i in range(cupy.cuda.runtime.getDeviceCount()):
-            name = cupy.cuda.runtime.getDeviceProperties(i)["name"]
-            gpus.append(name.decode() if isinstance(name, bytes) else str(name))
-    except Exception:
-        pass
-    status["gpus"] = gpus
+    status["gpus"] = [cuda.get_device_name(i) for i in range(cuda.device_count())]
     return status
 
 

@@ -31,9 +31,9 @@ def run(args) -> int:
     from pyengine.train import train_model
 
     if args.device == "cuda":
-        from pyengine.backend import get_backend
-        ok, reason = get_backend("cuda").available()
-        if not ok:
+        from pyengine.cuda import unavailable_reason
+        reason = unavailable_reason()
+        if reason is not None:
             print(f"pyengine train: --device cuda is not usable here: {reason}", file=sys.stderr)
             return 1
     for name in ("epochs", "batch_size"):
