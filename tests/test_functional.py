@@ -323,6 +323,17 @@ def test_softmax_and_log_softmax_match_reference_and_gradcheck(rng, dim):
     assert gradcheck(lambda a: F.log_softmax(a, dim), (leaf(small),))
 
 
+def test_softmax_dtype_argument_and_implicit_dim(rng):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    y = F.softmax(pe.tensor(x), dim=1, dtype=pe.float64)
+    assert y.dtype == pe.float64
+    np.testing.assert_allclose(y.detach().numpy(), softmax_ref(x.astype(np.float64), 1), rtol=1e-12)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for log_softmax"):
+        y = F.log_softmax(pe.tensor(x))
+    np.testing.assert_allclose(y.detach().numpy(), np.log(softmax_ref(x.astype(np.float64), 1)),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_softmax_is_stable_for_large_logits():
     x = np.array([[1000.0, 1001.0, 999.0], [-1000.0, -1000.0, -1001.0]])
     np.testing.assert_allclose(F.softmax(pe.tensor(x), 1).detach().numpy(), softmax_ref(x, 1), rtol=1e-12)
@@ -502,8 +513,33 @@ def test_misc_ops_match_torch(rng):
         np.testing.assert_allclose(F.gelu(pe.tensor(x), approximate=approximate).detach().numpy(),
                                    tf.gelu(torch.tensor(x), approximate=approximate).detach().numpy(),
                                    rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(F.elu(pe.tensor(x), 0.3).detach().numpy(),
+                               tf.elu(torch.tensor(x), 0.3).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(F.leaky_relu(pe.tensor(x), 0.05).detach().numpy(),
+                               tf.leaky_relu(torch.tensor(x), 0.05).numpy(), rtol=1e-12)
     w, b = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
     np.testing.assert_allclose(
         F.layer_norm(pe.tensor(x), (3, 5), pe.tensor(w), pe.tensor(b)).detach().numpy(),
         tf.layer_norm(torch.tensor(x), (3, 5), torch.tensor(w), torch.tensor(b)).detach().numpy(),
         rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.torch
+def test_batch_norm_matches_torch_with_running_stats_and_grads(rng):
+    torch = pytest.importorskip("torch")
+    x, w, b = rng.standard_normal((4, 3, 5, 2)), rng.standard_normal(3), rng.standard_normal(3)
+    rm, rv = pe.tensor(np.zeros(3)), pe.tensor(np.ones(3))
+    trm, trv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    ours = [leaf(a) for a in (x, w, b)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = F.batch_norm(ours[0], rm, rv, ours[1], ours[2], training=True, momentum=0.25)
+    ty = torch.nn.functional.batch_norm(theirs[0], trm, trv, theirs[1], theirs[2], training=True,
+                                        momentum=0.25)
+    gy = rng.standard_normal(x.shape)
+    y.backward(pe.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rm.detach().numpy(), trm.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rv.detach().numpy(), trv.numpy(), rtol=1e-12)
+    for a, t in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-12)

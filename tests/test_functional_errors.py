@@ -53,6 +53,8 @@ def test_pooling_arguments(rng, x4):
         F.max_pool2d(pe.tensor(rng.standard_normal((8, 8))), 2)
     with pytest.raises(ValueError, match="should be at most half"):
         F.max_pool2d(x4, 2, padding=2)
+    with pytest.raises(ValueError, match=r"padding \(2, 2\) should be at most half of kernel_size \(3, 3\)"):
+        F.max_pool2d(x4, 3, padding=2, dilation=2)
     with pytest.raises(ValueError, match="too small for kernel_size"):
         F.avg_pool2d(pe.tensor(rng.standard_normal((1, 1, 2, 2))), 3)
     with pytest.raises(ValueError, match="divisor_override must be a positive int"):

@@ -146,7 +146,13 @@ def test_losses_keep_float32(rng):
     t = pe.tensor(rng.standard_normal((3, 5)).astype(np.float32))
     assert F.mse_loss(x, t).dtype == pe.float32
     assert F.binary_cross_entropy_with_logits(x, t).dtype == pe.float32
-    assert F.cross_entropy(x, pe.tensor(np.array([0, 4, 2]))).dtype == pe.float32
+    t = pe.tensor(np.array([0, 4, 2]))
+    assert F.cross_entropy(x, t).dtype == pe.float32
+    w = pe.tensor(rng.uniform(0.5, 2, 5).astype(np.float32))
+    assert F.cross_entropy(x, t, weight=w, label_smoothing=0.1).dtype == pe.float32
+    assert F.nll_loss(x, t, weight=w).dtype == pe.float32
+    prob = pe.tensor(rng.uniform(0.1, 0.9, (3, 5)).astype(np.float32))
+    assert F.binary_cross_entropy(prob, prob).dtype == pe.float32
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -204,10 +204,10 @@ def _pool_args(op, input, kernel_size, stride, padding, dilation):
     stride = kernel if stride is None or stride == [] else _pair(op, "stride", stride, 1)
     padding = _pair(op, "padding", padding, 0)
     dilation = _pair(op, "dilation", dilation, 1)
-    for k, p, d in zip(kernel, padding, dilation):
-        if p > (d * (k - 1) + 1) // 2:
-            raise ValueError(f"{op}: padding {padding} should be at most half of the "
-                             f"effective kernel size {kernel} (dilation {dilation})")
+    if any(p > k // 2 for k, p in zip(kernel, padding)):
+        # PyTorch's rule: half the kernel size itself, whatever the dilation.
+        raise ValueError(f"{op}: padding {padding} should be at most half of kernel_size "
+                         f"{kernel}")
     return kernel, stride, padding, dilation
 
 
