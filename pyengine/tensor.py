@@ -201,8 +201,7 @@ class Tensor:
         if arr.size == 0:
             body = f"[], size={self.shape}" if self.ndim > 1 else "[]"
         else:
-            body = np.array2string(arr, separator=", ", prefix="tensor(", precision=4,
-                                   floatmode="maxprec_equal" if self.is_floating_point() else "maxprec")
+            body = np.array2string(arr, separator=", ", prefix="tensor(", formatter=_float_format(arr))
         extras = []
         if self.device != "cpu":
             extras.append(f"device='{self.device}:0'")
@@ -237,7 +236,7 @@ class Tensor:
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
-            elif isinstance(a, str) and (a.startswith("cuda") or a == "cpu"):
+            elif isinstance(a, str) and a not in ("float32", "float64", "int64", "bool"):
                 device = a
             else:
                 dtype = a
@@ -711,6 +710,29 @@ class Tensor:
     def normal_(self, mean=0.0, std=1.0):
         r = self._backend.randn(self.shape, self.data.dtype)
         return self._inplace(lambda: Tensor._make(r * std + mean, self.device))
+
+
+def _float_format(arr):
+    """PyTorch's print style: ``1.`` when every value is integral, else 4 decimals or 4-digit
+    scientific notation when the magnitudes span too much for fixed point; right-aligned."""
+    if arr.dtype.kind != "f":
+        return None
+    finite = np.abs(arr[np.isfinite(arr)])
+    nonzero = finite[finite > 0]
+    if finite.size == 0 or (finite == np.round(finite)).all() and finite.max() < 1e8:
+        fmt = "{:.0f}."
+    elif finite.max() >= 1e8 or (nonzero.size and nonzero.min() < 1e-4):
+        fmt = "{:.4e}"
+    else:
+        fmt = "{:.4f}"
+
+    def one(v):
+        return fmt.format(v) if np.isfinite(v) else str(v)
+
+    flat = arr.reshape(-1)
+    shown = flat if flat.size <= 1000 else np.concatenate([flat[:500], flat[-500:]])  # numpy elides the middle
+    width = max(len(one(v)) for v in shown)
+    return {"float_kind": lambda v: one(v).rjust(width)}
 
 
 def _scalar(v, name):
