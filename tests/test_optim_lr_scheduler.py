@@ -115,3 +115,33 @@ def test_bad_scheduler_arguments(rng):
         lr_scheduler.LinearLR(opt, start_factor=0)
     with pytest.raises(TypeError, match="not an Optimizer"):
         lr_scheduler.StepLR([1, 2], step_size=1)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_resuming_with_last_epoch_matches_torch(rng, name):
+    """A scheduler built with last_epoch=k on an optimizer that already has initial_lr
+    continues from epoch k+1, taking the groups' current lr as that epoch's."""
+    torch = pytest.importorskip("torch")
+    opt = optim.SGD(_groups(rng), lr=0.1)
+    topt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))]},
+                            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.03}], lr=0.1)
+    sched = getattr(lr_scheduler, name)(opt, **SCHEDULES[name])
+    tsched = getattr(torch.optim.lr_scheduler, name)(topt, **SCHEDULES[name])
+    for _ in range(5):
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+    sched = getattr(lr_scheduler, name)(opt, **SCHEDULES[name], last_epoch=5)
+    tsched = getattr(torch.optim.lr_scheduler, name)(topt, **SCHEDULES[name], last_epoch=5)
+    ours, theirs = [sched.get_last_lr()], [tsched.get_last_lr()]
+    for _ in range(6):
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+        ours.append(sched.get_last_lr())
+        theirs.append(tsched.get_last_lr())
+    assert sched.last_epoch == tsched.last_epoch == 12
+    np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=1e-13)

@@ -1,7 +1,9 @@
 """Learning-rate schedulers with PyTorch's step semantics.
 
-Construction performs step 0 (``last_epoch`` becomes 0 and the groups' lr is the schedule's
-first value); each ``step()`` advances one epoch. The rules are PyTorch's recursive
+Construction performs one step (``last_epoch`` -1 becomes 0 and the groups' lr is the
+schedule's first value); each ``step()`` advances one epoch. Resuming with ``last_epoch=k``
+takes the groups' current lr as epoch k+1's (the optimizer's loaded state holds it), as
+PyTorch 2.x does. The rules are PyTorch's recursive
 ("chainable") forms, so the lr sequences equal PyTorch's to the last bit and several
 schedulers may drive the same optimizer.
 """
@@ -29,7 +31,11 @@ class LRScheduler:
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._step_count = 0
+        # The construction step: schedulers whose rule is relative to the previous lr keep the
+        # current one (PyTorch's "initial mode").
+        self._is_initial = True
         self.step()
+        self._is_initial = False
 
     def get_lr(self) -> list[float]:
         raise NotImplementedError
@@ -112,7 +118,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        if self.last_epoch == 0:
+        if self.last_epoch == 0 or self._is_initial:
             return self._lrs()
         return [lr * self.gamma for lr in self._lrs()]
 
@@ -135,7 +141,7 @@ class LinearLR(LRScheduler):
     def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [lr * self.start_factor for lr in self._lrs()]
-        if self.last_epoch > self.total_iters:
+        if self._is_initial or self.last_epoch > self.total_iters:
             return self._lrs()
         delta = self.end_factor - self.start_factor
         factor = 1.0 + delta / (self.total_iters * self.start_factor + (self.last_epoch - 1) * delta)
@@ -155,11 +161,8 @@ class CosineAnnealingLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         t, T, lo = self.last_epoch, self.T_max, self.eta_min
-        if t == 0:
+        if t == 0 or self._is_initial:
             return self._lrs()
-        if self._step_count == 1 and t > 0:
-            # Resuming at epoch t: the closed form, since no previous lr is there to recurse from.
-            return [lo + (base - lo) * (1 + math.cos(t * math.pi / T)) / 2 for base in self.base_lrs]
         if (t - 1 - T) % (2 * T) == 0:
             return [lr + (base - lo) * (1 - math.cos(math.pi / T)) / 2
                     for lr, base in zip(self._lrs(), self.base_lrs)]
