@@ -222,6 +222,15 @@ def test_max_pool2d_propagates_nan(rng):
     assert not np.isnan(y[0, 0, 1, 1])
 
 
+def test_max_pool2d_all_neg_inf_window_points_inside(rng):
+    x = rng.standard_normal((1, 2, 5, 6))
+    x[:, :, :2, :] = -np.inf       # windows over the top rows see only -inf and padding
+    y, idx = nb.max_pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1), True)
+    np.testing.assert_array_equal(idx, max_pool_ref(x, (3, 3), (2, 2), (1, 1), (1, 1), True)[1])
+    gx = nb.max_pool2d_backward(np.ones_like(y), idx, x.shape)
+    assert gx.sum() == y.size
+
+
 @pytest.mark.parametrize("n,c,h,w,k,s,p,d,ceil_mode", POOL_CASES)
 def test_max_pool2d_backward_finite_differences(rng, n, c, h, w, k, s, p, d, ceil_mode):
     x = rng.standard_normal((n, c, h, w))
