@@ -1,0 +1,52 @@
+// Scalar activation functions and derivatives, shared by the elementwise kernels
+// (activation.cu) and the fused GEMM epilogue (matmul.cu), so both compute the same values.
+#pragma once
+#include "kernels_core.h"
+
+namespace pyengine {
+
+constexpr float kSeluAlpha = 1.6732632423543772f;
+constexpr float kSeluScale = 1.0507009873554805f;
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kInvSqrt2 = 0.7071067811865476f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+constexpr float kGeluCubic = 0.044715f;
+
+__device__ __forceinline__ float act_forward(int act, float x, float param) {
+  switch (act) {
+    case ACT_RELU: return x > 0.f ? x : 0.f;
+    case ACT_LEAKY_RELU: return x > 0.f ? x : x * param;
+    case ACT_GELU: return 0.5f * x * (1.f + erff(x * kInvSqrt2));
+    case ACT_GELU_TANH: return 0.5f * x * (1.f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+    case ACT_SIGMOID: return 1.f / (1.f + expf(-x));
+    case ACT_TANH: return tanhf(x);
+    case ACT_SELU: return x > 0.f ? kSeluScale * x : kSeluScale * kSeluAlpha * expm1f(x);
+    default: return x;
+  }
+}
+
+// Derivative times gy. Sigmoid and tanh use the output y; the others the input x
+// (relu's and leaky_relu's gradient at exactly 0 is 0 / slope, as PyTorch's).
+__device__ __forceinline__ float act_backward(int act, float gy, float x, float y, float param) {
+  switch (act) {
+    case ACT_RELU: return x > 0.f ? gy : 0.f;
+    case ACT_LEAKY_RELU: return x > 0.f ? gy : gy * param;
+    case ACT_GELU: {
+      const float cdf = 0.5f * (1.f + erff(x * kInvSqrt2));
+      const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
+      return gy * (cdf + x * pdf);
+    }
+    case ACT_GELU_TANH: {
+      const float inner = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+      const float t = tanhf(inner);
+      const float dinner = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * x * x);
+      return gy * (0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * dinner);
+    }
+    case ACT_SIGMOID: return gy * y * (1.f - y);
+    case ACT_TANH: return gy * (1.f - y * y);
+    case ACT_SELU: return x > 0.f ? gy * kSeluScale : gy * kSeluScale * kSeluAlpha * expf(x);
+    default: return gy;
+  }
+}
+
+}  // namespace pyengine
