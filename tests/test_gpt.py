@@ -28,17 +28,17 @@ def test_gpt_matches_torch(B, T, rng, torch_gpt):
     ours = GPT(vocab_size=11, block_size=33, n_layer=2, n_head=2, n_embd=16).double()
     theirs = torch_gpt(11, 33, 2, 2, 16).double()
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
+    theirs.load_state_dict({k: torch.tensor(v.detach().numpy()) for k, v in ours.state_dict().items()})
     idx = rng.integers(0, 11, size=(B, T))
     target = rng.integers(0, 11, size=(B, T))
     lt, lp = theirs(torch.tensor(idx)), ours(pe.tensor(idx))
-    np.testing.assert_allclose(lp.numpy(), lt.detach().numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(lp.detach().numpy(), lt.detach().numpy(), rtol=1e-9, atol=1e-11)
     torch.nn.functional.cross_entropy(lt.reshape(-1, 11), torch.tensor(target).reshape(-1)).backward()
     nn.functional.cross_entropy(lp.reshape(-1, 11), pe.tensor(target).reshape(-1)).backward()
     grads = dict(theirs.named_parameters())
     assert len(list(ours.parameters())) == len(grads)  # the tied weight counted once
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), grads[name].grad.numpy(), rtol=1e-8, atol=1e-11,
+        np.testing.assert_allclose(p.grad.detach().numpy(), grads[name].grad.detach().numpy(), rtol=1e-8, atol=1e-11,
                                    err_msg=name)
 
 
@@ -61,27 +61,27 @@ def test_generate(make, rng):
     model = make()
     idx = pe.tensor(rng.integers(0, 13, size=(2, 4)))
     pe.manual_seed(5)
-    a = model.generate(idx, 9, temperature=0.8, top_k=4).numpy()
+    a = model.generate(idx, 9, temperature=0.8, top_k=4).detach().numpy()
     pe.manual_seed(5)
-    b = model.generate(idx, 9, temperature=0.8, top_k=4).numpy()
+    b = model.generate(idx, 9, temperature=0.8, top_k=4).detach().numpy()
     assert a.shape == (2, 13) and a.dtype == np.int64
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(a[:, :4], idx.numpy())
+    np.testing.assert_array_equal(a[:, :4], idx.detach().numpy())
     assert a.min() >= 0 and a.max() < 13
-    greedy = model.generate(idx, 3, temperature=0).numpy()
-    top1 = model.generate(idx, 3, top_k=1).numpy()
+    greedy = model.generate(idx, 3, temperature=0).detach().numpy()
+    top1 = model.generate(idx, 3, top_k=1).detach().numpy()
     np.testing.assert_array_equal(greedy, top1)
     with pe.no_grad():  # the greedy token is the argmax of the logits given the prefix
-        first = model(idx)[:, -1, :].numpy().argmax(-1)
+        first = model(idx)[:, -1, :].detach().numpy().argmax(-1)
     np.testing.assert_array_equal(greedy[:, 4], first)
 
 
 def test_charrnn_generate_carries_state(rng):
     """Generation one token at a time with the carried state gives the logits a full pass gives."""
     model = CharRNN(vocab_size=9, embed_dim=4, hidden_size=6, num_layers=2, cell="lstm")
-    ids = model.generate(pe.tensor(rng.integers(0, 9, size=(1, 3))), 5, temperature=0).numpy()
+    ids = model.generate(pe.tensor(rng.integers(0, 9, size=(1, 3))), 5, temperature=0).detach().numpy()
     with pe.no_grad():
-        full = model(pe.tensor(ids[:, :-1])).numpy()
+        full = model(pe.tensor(ids[:, :-1])).detach().numpy()
     np.testing.assert_array_equal(full[0, 2:].argmax(-1), ids[0, 3:])
 
 
@@ -98,8 +98,8 @@ def test_text_corpus_and_windows():
     w = CharWindows(ids, 5)
     assert len(w) == 4
     x, y = w.__getitems__([3, 0])
-    np.testing.assert_array_equal(x.numpy(), [[15, 16, 17, 18, 19], [0, 1, 2, 3, 4]])
-    np.testing.assert_array_equal(y.numpy(), x.numpy() + 1)
+    np.testing.assert_array_equal(x.detach().numpy(), [[15, 16, 17, 18, 19], [0, 1, 2, 3, 4]])
+    np.testing.assert_array_equal(y.detach().numpy(), x.detach().numpy() + 1)
     unigram = corpus.unigram_loss("val")
     counts = np.bincount(corpus.train_ids, minlength=corpus.vocab_size) + 1
     assert unigram == pytest.approx(-np.mean(np.log(counts / counts.sum())[corpus.val_ids]))
@@ -146,7 +146,7 @@ def _train_lm(model, x, y, steps, lr, batch=64, seed=0):
 def _answer_accuracy(model, x, y):
     model.eval()
     with pe.no_grad():
-        pred = model(pe.tensor(x)).numpy().argmax(-1)
+        pred = model(pe.tensor(x)).detach().numpy().argmax(-1)
     scored = y != IGNORE_INDEX
     return (pred[scored] == y[scored]).mean()
 

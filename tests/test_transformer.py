@@ -51,18 +51,18 @@ def test_mha_self_attention(batch_first, need_weights, average, masks, rng):
         kw_p.update(attn_mask=pe.tensor(a), key_padding_mask=pe.tensor(p))
     yt, wt = theirs(xt, xt, xt, need_weights=need_weights, average_attn_weights=average, **kw_t)
     yp, wp = ours(xp, xp, xp, need_weights=need_weights, average_attn_weights=average, **kw_p)
-    np.testing.assert_allclose(yp.numpy(), yt.detach().numpy(), **TOL)
+    np.testing.assert_allclose(yp.detach().numpy(), yt.detach().numpy(), **TOL)
     if need_weights:
-        np.testing.assert_allclose(wp.numpy(), wt.detach().numpy(), **TOL)
+        np.testing.assert_allclose(wp.detach().numpy(), wt.detach().numpy(), **TOL)
     else:
         assert wp is None and wt is None
     gy = rng.standard_normal(shape)
     (yt * torch.tensor(gy)).sum().backward()
     (yp * pe.tensor(gy)).sum().backward()
-    np.testing.assert_allclose(xp.grad.numpy(), xt.grad.numpy(), **TOL)
+    np.testing.assert_allclose(xp.grad.detach().numpy(), xt.grad.detach().numpy(), **TOL)
     grads = dict(theirs.named_parameters())
     for name, prm in ours.named_parameters():
-        np.testing.assert_allclose(prm.grad.numpy(), grads[name].grad.numpy(), err_msg=name, **TOL)
+        np.testing.assert_allclose(prm.grad.detach().numpy(), grads[name].grad.detach().numpy(), err_msg=name, **TOL)
 
 
 @pytest.mark.torch
@@ -81,15 +81,16 @@ def test_mha_cross_attention(kdim, vdim, batched, rng):
     pad = _bool_mask(rng, (N, S) if batched else (S,))
     yt, wt = theirs(q[0], k[0], v[0], key_padding_mask=torch.tensor(pad))
     yp, wp = ours(q[1], k[1], v[1], key_padding_mask=pe.tensor(pad))
-    np.testing.assert_allclose(yp.numpy(), yt.detach().numpy(), **TOL)
-    np.testing.assert_allclose(wp.numpy(), wt.detach().numpy(), **TOL)
+    np.testing.assert_allclose(yp.detach().numpy(), yt.detach().numpy(), **TOL)
+    np.testing.assert_allclose(wp.detach().numpy(), wt.detach().numpy(), **TOL)
     (yt ** 2).sum().backward()
     (yp ** 2).sum().backward()
     for a, b in (q, k, v):
-        np.testing.assert_allclose(b.grad.numpy(), a.grad.numpy(), **TOL)
+        np.testing.assert_allclose(b.grad.detach().numpy(), a.grad.detach().numpy(), **TOL)
 
 
 @pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:Support for mismatched src_key_padding_mask")
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("batch_first", [False, True])
@@ -109,17 +110,18 @@ def test_encoder_layer_and_stack(norm_first, activation, batch_first, rng):
     pad = _bool_mask(rng, (N, T))
     mask = nn.Transformer.generate_square_subsequent_mask(T, dtype=pe.float64)
     mask_t = torch.nn.Transformer.generate_square_subsequent_mask(T, dtype=torch.float64)
-    np.testing.assert_array_equal(mask.numpy(), mask_t.numpy())
+    np.testing.assert_array_equal(mask.detach().numpy(), mask_t.detach().numpy())
     yt = theirs(xt, mask=mask_t, src_key_padding_mask=torch.tensor(pad))
     yp = ours(xp, mask=mask, src_key_padding_mask=pe.tensor(pad))
-    np.testing.assert_allclose(yp.numpy(), yt.detach().numpy(), **TOL)
+    np.testing.assert_allclose(yp.detach().numpy(), yt.detach().numpy(), **TOL)
     gy = rng.standard_normal(shape)
     (yt * torch.tensor(gy)).sum().backward()
     (yp * pe.tensor(gy)).sum().backward()
-    np.testing.assert_allclose(xp.grad.numpy(), xt.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(xp.grad.detach().numpy(), xt.grad.detach().numpy(), rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_full_transformer(norm_first, batch_first, rng):
@@ -137,26 +139,26 @@ def test_full_transformer(norm_first, batch_first, rng):
                 src_key_padding_mask=torch.tensor(src_pad), memory_key_padding_mask=torch.tensor(mem_pad))
     yp = ours(src[1], tgt[1], tgt_mask=ours.generate_square_subsequent_mask(T, dtype=pe.float64),
               src_key_padding_mask=pe.tensor(src_pad), memory_key_padding_mask=pe.tensor(mem_pad))
-    np.testing.assert_allclose(yp.numpy(), yt.detach().numpy(), **TOL)
+    np.testing.assert_allclose(yp.detach().numpy(), yt.detach().numpy(), **TOL)
     (yt ** 2).sum().backward()
     (yp ** 2).sum().backward()
     for a, b in (src, tgt):
-        np.testing.assert_allclose(b.grad.numpy(), a.grad.numpy(), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(b.grad.detach().numpy(), a.grad.detach().numpy(), rtol=1e-8, atol=1e-10)
 
 
 def test_dropout_is_active_only_in_training(rng):
     layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.3, batch_first=True)
     x = pe.tensor(rng.standard_normal((2, 5, 8)).astype(np.float32))
     layer.eval()
-    np.testing.assert_array_equal(layer(x).numpy(), layer(x).numpy())
+    np.testing.assert_array_equal(layer(x).detach().numpy(), layer(x).detach().numpy())
     layer.train()
-    assert not np.allclose(layer(x).numpy(), layer(x).numpy())
+    assert not np.allclose(layer(x).detach().numpy(), layer(x).detach().numpy())
 
 
 def test_transformer_init_is_xavier():
     model = nn.Transformer(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
                            dim_feedforward=64)
-    w = model.encoder.layers[0].linear1.weight.numpy()  # (64, 32)
+    w = model.encoder.layers[0].linear1.weight.detach().numpy()  # (64, 32)
     bound = np.sqrt(6 / (64 + 32))
     assert np.abs(w).max() <= bound and w.std() > bound / 3
 
@@ -191,9 +193,9 @@ def test_encoder_classifier_learns_majority():
     xv, yv = make_majority(400, length=12, vocab=4, seed=4)
     model = EncoderClassifier(vocab_size=4, num_classes=4, d_model=32, nhead=2, num_layers=1,
                               dim_feedforward=64, max_len=12, dropout=0.0)
-    opt = pe.optim.Adam(model.parameters(), lr=3e-3)
+    opt = pe.optim.Adam(model.parameters(), lr=5e-3)
     rng = np.random.default_rng(0)
-    for _ in range(300):
+    for _ in range(100):
         i = rng.integers(0, len(x), 64)
         loss = nn.functional.cross_entropy(model(pe.tensor(x[i])), pe.tensor(y[i]))
         opt.zero_grad()
@@ -201,5 +203,5 @@ def test_encoder_classifier_learns_majority():
         opt.step()
     model.eval()
     with pe.no_grad():
-        acc = (model(pe.tensor(xv)).argmax(dim=-1).numpy() == yv).mean()
+        acc = (model(pe.tensor(xv)).argmax(dim=-1).detach().numpy() == yv).mean()
     assert acc >= 0.95, acc
