@@ -24,7 +24,7 @@ def test_digits_mlp_reaches_95_percent():
 def test_lenet5_reaches_95_percent_on_28x28_digits():
     pe.manual_seed(0)
     train, val, test = split_dataset(load_digits(size=28, normalize=True), seed=0)
-    history = fit(LeNet5(), train, val, test, epochs=5, batch_size=32, optimizer="adam", lr=2e-3, verbose=False)
+    history = fit(LeNet5(), train, val, test, epochs=4, batch_size=64, optimizer="adam", lr=3e-3, verbose=False)
     assert history["test_accuracy"] >= 0.95, history
 
 
@@ -65,13 +65,15 @@ def test_selu_depth_16_trains_where_sigmoid_does_not():
     runs = {}
     for name, model in (("selu", snn), ("sigmoid", sigmoid)):
         initial = evaluate(model, DataLoader(train, batch_size=512))["loss"]
-        history = fit(model, train, val, test, epochs=4, batch_size=32, optimizer="sgd", lr=0.01, verbose=False)
+        history = fit(model, train, val, test, epochs=4, batch_size=32, optimizer="sgd", lr=0.003, verbose=False)
         runs[name] = (initial, history)
 
     initial, history = runs["selu"]
-    assert history["train_loss"][-1] < 0.3 * initial, (initial, history["train_loss"])
+    assert history["train_loss"][-1] < 0.2 * initial, (initial, history["train_loss"])
     assert history["test_accuracy"] > 0.85
-    assert all(0.3 < v < 3 for v in _activation_variances(snn.eval(), x_all))
+    # after training the variances drift but stay of order one: nothing vanishes or explodes
+    variances = _activation_variances(snn.eval(), x_all)
+    assert all(0.25 < v < 4 for v in variances), variances
 
     initial, history = runs["sigmoid"]
     # Gradients vanish through 16 sigmoids: the loss stays at chance level (ln 10 = 2.30).
