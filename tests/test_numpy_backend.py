@@ -410,15 +410,20 @@ def test_embedding_backward_bad_index(rng):
 @pytest.mark.parametrize("index", [
     (slice(1, 4), slice(None, None, 2)),
     (np.array([0, 2, 2, 4, 0]),),
-    (np.array([1, 1, 3]), np.array([0, 0, 2])),
+    [0, -1, 4, 4],
+    (np.array([1, 1, 3]), np.array([0, -3, 1])),
+    (np.array([[1, 1], [2, 0]]), Ellipsis),
+    (np.array([1, 1]), slice(1, 3)),
     (slice(None), np.array([[1, 1], [2, 0]])),
+    (3, np.array([2, 2, 0])),
     (Ellipsis, None, 2),
+    (np.array([True, False, True, True, False]), Ellipsis),
     "bool",
 ])
 def test_scatter_add_matches_add_at(rng, index):
-    shape = (5, 4)
+    shape = (5, 4, 3)
     if isinstance(index, str):
-        index = rng.random(shape) > 0.5
+        index = rng.random(shape[:2]) > 0.5
     selected = np.zeros(shape)[index]
     values = rng.standard_normal(selected.shape)
     ref = np.zeros(shape)
@@ -429,9 +434,13 @@ def test_scatter_add_matches_add_at(rng, index):
 
 
 def test_scatter_add_broadcasts_values_and_keeps_dtype(rng):
-    out = nb.scatter_add((3, 4), (np.array([0, 0, 2]),), np.float32(1.5))
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, [[3.0] * 4, [0.0] * 4, [1.5] * 4])
+    for index in ((np.array([0, 0, 2]),), (np.array([0, 0, 2]), np.array([1, 1, 3]))):
+        out = nb.scatter_add((3, 4), index, np.float32(1.5))
+        assert out.dtype == np.float32
+        ref = np.zeros((3, 4), np.float32)
+        np.add.at(ref, index, np.float32(1.5))
+        np.testing.assert_array_equal(out, ref)
+        assert out[0].sum() == 3.0 * (4 if len(index) == 1 else 1)
 
 
 # ------------------------------------------------------------------------------------------

@@ -716,43 +716,76 @@ def batch_norm_backward(gy, x, weight, mean, rstd, training):
 # Gather gradients: embedding and indexing
 # --------------------------------------------------------------------------------------
 
+def _sum_rows_into(out, rows, g):
+    """out[rows[i]] += g[i] for a zeroed 2-D out, repeats summed, without np.add.at:
+    sort the rows and add each run of equal rows with one reduceat."""
+    if rows.size == 0:
+        return
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    out[sorted_rows[starts]] = np.add.reduceat(g[order], starts, axis=0)
+
+
 def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
-    d = gy.shape[-1]
     if gy.shape[:-1] != indices.shape:
         raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match "
                          f"indices {indices.shape} (expected indices.shape + (dim,))")
     idx = indices.reshape(-1).astype(np.int64, copy=False)
     if idx.size and (idx.min() < 0 or idx.max() >= num_embeddings):
         raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
-    g = gy.reshape(-1, d)
-    gw = np.zeros((num_embeddings, d), dtype=gy.dtype)
-    if idx.size:
-        # Sort rows by index, sum each run with reduceat: an accumulate without np.add.at.
-        order = np.argsort(idx, kind="stable")
-        sorted_idx = idx[order]
-        starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-        gw[sorted_idx[starts]] = np.add.reduceat(g[order], starts, axis=0)
+    gw = np.zeros((num_embeddings, gy.shape[-1]), dtype=gy.dtype)
+    _sum_rows_into(gw, idx, gy.reshape(idx.size, -1))
     if padding_idx is not None:
         gw[operator.index(padding_idx) % num_embeddings] = 0
     return gw
 
 
-def _is_basic_index(index):
-    """True when index has only ints, slices, None and Ellipsis: no element repeats."""
-    items = index if isinstance(index, tuple) else (index,)
+def _is_basic_index(items):
+    """Only ints, slices, None and Ellipsis: no element is selected twice."""
     return all(i is None or i is Ellipsis or isinstance(i, slice)
                or (isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)))
                for i in items)
+
+
+def _leading_rows(items, shape):
+    """Flat row numbers when the index is integer/bool arrays on the leading dims followed
+    only by full slices (x[idx], x[i, j], x[mask]); None for any other index."""
+    arrays = []
+    rest = list(items)
+    while rest and not (isinstance(rest[0], slice) or rest[0] is Ellipsis or rest[0] is None):
+        a = np.asarray(rest.pop(0))
+        if a.dtype == np.bool_:
+            arrays.extend(a.nonzero())
+        elif a.dtype.kind in "iu":
+            arrays.append(a)
+        else:
+            return None
+    full = all(i is Ellipsis or (isinstance(i, slice) and i == slice(None)) for i in rest)
+    if not arrays or len(arrays) > len(shape) or not full:
+        return None
+    lead = shape[:len(arrays)]
+    arrays = [np.mod(a, n) for a, n in zip(np.broadcast_arrays(*arrays), lead)]
+    return np.ravel_multi_index(arrays, lead), len(lead)
 
 
 def scatter_add(shape, index, values):
     shape = tuple(shape)
     values = np.asarray(values)
     out = np.zeros(shape, dtype=values.dtype)
-    if _is_basic_index(index):
+    items = index if isinstance(index, tuple) else (index,)
+    if _is_basic_index(items):
         out[index] = values
         return out
-    # Advanced indices may repeat: map each selected element to its flat position and let
+    leading = _leading_rows(items, shape)
+    if leading is not None:
+        # The common gather (rows picked by arrays): sum whole rows, memory ~ the gradient.
+        rows, m = leading
+        tail = shape[m:]
+        g = np.broadcast_to(values, rows.shape + tail).reshape(rows.size, -1)
+        _sum_rows_into(out.reshape(math.prod(shape[:m]), -1), rows.reshape(-1), g)
+        return out
+    # Any other mix: number every element, select the numbers with the same index and let
     # bincount sum the repeats.
     flat = np.arange(out.size, dtype=np.int64).reshape(shape)[index]
     contrib = np.broadcast_to(values, flat.shape)
