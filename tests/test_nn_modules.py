@@ -186,6 +186,8 @@ LOSSES = [
     ("mse_sum", lambda m, w: m.MSELoss(reduction="sum"), "real"),
     ("l1", lambda m, w: m.L1Loss(), "real"),
     ("l1_none", lambda m, w: m.L1Loss(reduction="none"), "real"),
+    ("mse_legacy_reduce", lambda m, w: m.MSELoss(reduce=False), "real"),
+    ("nll_legacy_size_average", lambda m, w: m.NLLLoss(w(5), False, 2), "logprob"),
     ("bce", lambda m, w: m.BCELoss(), "prob"),
     ("bce_weight", lambda m, w: m.BCELoss(weight=w(5), reduction="sum"), "prob"),
     ("bce_logits", lambda m, w: m.BCEWithLogitsLoss(), "logit"),
@@ -193,6 +195,7 @@ LOSSES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:size_average and reduce")
 @pytest.mark.parametrize("ctor,kind", [c[1:] for c in LOSSES], ids=[c[0] for c in LOSSES])
 def test_loss_matches_torch(rng, ctor, kind):
     weight = np.abs(rng.standard_normal(5)) + 0.1
@@ -210,9 +213,11 @@ def test_loss_matches_torch(rng, ctor, kind):
     np.testing.assert_allclose(x.grad.detach().numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_bad_reduction_raises():
+def test_bad_reduction_raises_and_legacy_arguments_warn():
     with pytest.raises(ValueError, match="'average' is not a valid value for reduction"):
         nn.MSELoss(reduction="average")
+    with pytest.warns(UserWarning, match="use reduction='sum' instead"):
+        assert nn.L1Loss(size_average=False).reduction == "sum"
 
 
 def test_float32_linear_at_fp32_tolerance(rng):
