@@ -426,16 +426,19 @@ class Tensor:
 
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         """Variance; unbiased (correction=1) by default, as PyTorch."""
+        return self._spread(R.Var, dim, unbiased, keepdim, correction)
+
+    def _spread(self, fn, dim, unbiased, keepdim, correction):
         if unbiased is not None and correction is not None:
             raise RuntimeError("var/std: pass either unbiased or correction, not both")
         if correction is None:
             correction = 0 if unbiased is False else 1
         if not self.is_floating_point():
             raise RuntimeError(f"var/std need a floating point tensor, got {self.dtype}")
-        return R.Var.apply(self, normalize_dims(dim, self.ndim), correction, keepdim)
+        return fn.apply(self, normalize_dims(dim, self.ndim), correction, keepdim)
 
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+        return self._spread(R.Std, dim, unbiased, keepdim, correction)
 
     def _extreme(self, dim, keepdim, largest, name):
         if isinstance(dim, Tensor):

@@ -288,9 +288,11 @@ def test_shape_and_indexing_grads_match_torch(rng):
 
     def f(t, lib, m):
         u = t.permute(2, 0, 1).reshape(5, 12)[:, 1::2].unsqueeze(0).expand(2, 5, 6)
-        v = lib.cat([u.flatten(1), t.transpose(0, 1)[m].reshape(2, -1)], dim=1)
+        v = lib.cat([u.flatten(1), u.flatten(1) * 2], dim=1)
         w = lib.stack(v.chunk(2, dim=0), dim=2).repeat(1, 2, 1)
-        return (w * lib.arange(w.shape[1]).reshape(1, -1, 1)).tril().sum() + t[1:, [0, 0, 2]].sum() * 3
+        picked = t.transpose(0, 1)[m]
+        return ((w * lib.arange(w.shape[1]).reshape(1, -1, 1)).tril().sum()
+                + t[1:, [0, 0, 2]].sum() * 3 + (picked * picked).sum())
 
     mask3 = np.broadcast_to(mask[:, None, :], (4, 3, 5)).copy()
     mo, mt = pe.tensor(mask3), torch.tensor(mask3)

@@ -123,6 +123,12 @@ def test_var_std(rng, dim, correction):
     assert gradcheck(lambda t: t.std(dim, correction=correction), (a,))
 
 
+def test_std_of_constant_has_zero_gradient():
+    a = pe.tensor([[2.0, 1.0], [2.0, 3.0]], requires_grad=True)
+    a.std(dim=0).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [[0.0, -1 / np.sqrt(2)], [0.0, 1 / np.sqrt(2)]], rtol=1e-6)
+
+
 def test_var_unbiased_flag(rng):
     a = t64(rng, 6)
     x = a.detach().numpy()

@@ -1,4 +1,4 @@
-"""Reductions over dims: sum, mean, var, max/min (values and indices), amax/amin.
+"""Reductions over dims: sum, mean, var, std, max/min (values and indices), amax/amin.
 
 ``dims`` arrive normalised (a tuple of non-negative axes, see ``broadcast.normalize_dims``).
 Backward re-inserts the reduced dims and broadcasts the gradient over them.
@@ -67,6 +67,27 @@ class Var(Function):
         g = _keep(g, ctx.dims, ctx.keepdim)
         scale = 2.0 / ctx.denom if ctx.denom else float("nan")
         return g * centred * scale, None, None, None
+
+
+class Std(Function):
+    """sqrt of Var; where the std is 0 the gradient is 0 rather than 0/0, as PyTorch."""
+
+    @staticmethod
+    def forward(ctx, x, dims, correction, keepdim):
+        var = Var.forward(ctx, x, dims, correction, keepdim)
+        std = ctx.backend.xp.sqrt(var)
+        (centred,) = ctx._saved
+        ctx.save_for_backward(centred, std)
+        return std
+
+    @staticmethod
+    def backward(ctx, g):
+        centred, std = ctx.saved_tensors
+        xp = ctx.backend.xp
+        keep = _keep(std, ctx.dims, ctx.keepdim)
+        safe = xp.where(keep == 0, 1, keep)
+        scale = _keep(g, ctx.dims, ctx.keepdim) / (safe * ctx.denom) if ctx.denom else float("nan")
+        return xp.where(keep == 0, 0, scale * centred), None, None, None
 
 
 class Extreme(Function):
