@@ -45,5 +45,8 @@ def run(args) -> int:
     history = train_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           optimizer=args.optimizer, device=args.device, seed=args.seed, out=out)
     (out / f"{args.model}_history.json").write_text(json.dumps(history, indent=1))
+    if args.model in ("charrnn", "gpt"):
+        from pyengine.data.text import report_language_model
+        report_language_model(args.model, history)
     print(f"checkpoint {history['checkpoint']}; history {out / f'{args.model}_history.json'}")
     return 0

@@ -145,3 +145,30 @@ def text_windows(block_size: int = 64) -> CharWindows:
     validation window is a training input)."""
     corpus = default_corpus()
     return CharWindows(corpus.tokenizer.encode(corpus.text), block_size)
+
+
+def report_language_model(name: str, history: dict, prompt: str = "The ", max_new_tokens: int = 200,
+                          stream=None) -> str:
+    """After ``pyengine train charrnn|gpt``: print the validation perplexity of every epoch
+    (exp of the loss in nats/char) beside the unigram baseline, then a sample continuing
+    ``prompt`` from the saved checkpoint. Returns the sample."""
+    import math
+    import sys
+
+    import pyengine as pe
+    from pyengine.models import get_model
+
+    stream = stream or sys.stdout
+    corpus = default_corpus()
+    ppl = ", ".join(f"{math.exp(v):.2f}" for v in history["val_loss"])
+    stream.write(f"validation perplexity per epoch: {ppl} "
+                 f"(unigram baseline {math.exp(corpus.unigram_loss('val')):.2f})\n")
+    model = get_model(name)
+    if history.get("checkpoint"):
+        model.load_state_dict(pe.load(history["checkpoint"]))
+    idx = pe.tensor(corpus.tokenizer.encode(prompt)[None], device=history.get("device", "cpu"))
+    model.to(idx.device)
+    pe.manual_seed(0)
+    sample = corpus.tokenizer.decode(model.generate(idx, max_new_tokens, temperature=0.8).numpy()[0])
+    stream.write(f"sample:\n{sample}\n")
+    return sample
