@@ -25,15 +25,19 @@ import time
 import numpy as np
 
 
-def median_step_ms(step, repeats: int, warmup: int) -> float:
+def median_step_ms(steps, repeats: int, warmup: int) -> list[float]:
+    """Median milliseconds per call of each function in ``steps``. The functions take turns
+    within every repeat, so a change in machine load hits all of them alike."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        for step, t in zip(steps, times):
+            t0 = time.perf_counter()
+            step()
+            t.append(time.perf_counter() - t0)
+    return [1e3 * statistics.median(t) for t in times]
 
 
 def pyengine_step(model, x: np.ndarray, y: np.ndarray):
@@ -118,8 +122,8 @@ def main(argv=None) -> int:
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
         y = rng.integers(0, 10, batch).astype(np.int64)
         ours, theirs = build(name)
-        ms_ours = median_step_ms(pyengine_step(ours, x, y), args.repeats, args.warmup)
-        ms_torch = median_step_ms(torch_step(theirs, x, y), args.repeats, args.warmup)
+        ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)],
+                                           args.repeats, args.warmup)
         rows.append({"model": name, "batch": batch, "pyengine_ms": ms_ours, "torch_ms": ms_torch,
                      "ratio": ms_ours / ms_torch})
         print(f"{name:<8} {batch:>5} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
