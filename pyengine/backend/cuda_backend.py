@@ -1,0 +1,492 @@
+"""The "native" CUDA backend: CuPy owns device memory and streams, our kernels compute.
+
+The kernel families (matmul, linear, conv2d, pooling, activations) run the hand-written
+kernels of ``pyengine._C`` on CuPy arrays: inputs made contiguous float32, outputs allocated
+here with ``cupy.empty`` (the kernels never allocate, and an element a kernel forgets stays
+garbage instead of a plausible zero), raw pointers and CuPy's current stream passed in. The
+nn families (softmax, cross-entropy, layer norm, attention, optimizer steps) come from
+``_cuda_nn``. Glue that is not a kernel family (transfers, random numbers, dropout masks,
+gather gradients, batch norm) is CuPy arithmetic.
+
+The families take float32 only and raise a TypeError naming the op and dtype otherwise
+("native conv2d supports float32, got float64"); the glue accepts float64 too.
+
+This module imports on any machine; ``available()`` says whether it can run here and, if
+not, which piece is missing. Each family function also takes ``out=``, a contiguous float32
+array of the result's shape to write into (tests pass one poisoned with NaN).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._cuda_nn import (  # the nn families, wrapped by the CUDA-nn half of the kernels
+    adam_step,
+    cross_entropy,
+    cross_entropy_backward,
+    layer_norm,
+    layer_norm_backward,
+    sdpa,
+    sdpa_backward,
+    sgd_step,
+    softmax,
+    softmax_backward,
+)
+from .numpy_backend import _LINEAR_ACTIVATIONS, _check_conv, _check_pool
+
+try:
+    import cupy as cp
+except ImportError:  # available() reports it; the module itself must import anywhere
+    cp = None
+
+try:
+    from pyengine import _C
+except ImportError as exc:  # installed without nvcc: CMake skipped the extension
+    _C = None
+    _C_ERROR = repr(exc)
+else:
+    _C_ERROR = None
+
+name = "native"
+device = "cuda"
+xp = cp
+
+# Activation codes of kernels/kernels_core.h (enum Act).
+_ACT_CODES = {"relu": 1, "leaky_relu": 2, "gelu": 3, "gelu_tanh": 4, "sigmoid": 5, "tanh": 6, "selu": 7}
+_LINEAR_CODES = {None: 0, "relu": 1, "gelu": 3, "gelu_tanh": 4}
+
+_availability = None
+
+
+def _probe():
+    if _C is None or not getattr(_C, "cuda_built", False):
+        detail = f" ({_C_ERROR})" if _C_ERROR else ""
+        return False, f"pyengine._C was built without CUDA (no nvcc at build time){detail}"
+    if cp is None:
+        return False, "CuPy is not installed (pip install cupy-cuda13x)"
+    if _C.device_count() == 0:
+        err = _C.runtime_error_string()
+        if not err or "NoDevice" in err:
+            return False, f"no CUDA device ({err or 'the driver reports none'})"
+        return False, f"no CUDA driver ({err})"
+    return True, ""
+
+
+def available():
+    """(True, "") when the native kernels can run here, else (False, what is missing)."""
+    global _availability
+    if _availability is None:
+        _availability = _probe()
+    return _availability
+
+
+# --------------------------------------------------------------------------------------
+# Helpers shared by the family wrappers
+# --------------------------------------------------------------------------------------
+
+def _stream():
+    return cp.cuda.get_current_stream().ptr
+
+
+def _ptr(a):
+    return 0 if a is None else a.data.ptr
+
+
+def _f32(a, op, arg):
+    """``a`` as a contiguous float32 CuPy array, or a TypeError naming op, argument and dtype."""
+    if not isinstance(a, cp.ndarray):
+        raise TypeError(f"native {op}: {arg} must be a CuPy array on the GPU, got {type(a).__name__}")
+    if a.dtype != cp.float32:
+        raise TypeError(f"native {op} supports float32, got {a.dtype} for {arg}")
+    return cp.ascontiguousarray(a)
+
+
+def _out(out, shape, op, dtype=np.float32):
+    """A fresh result array, or the caller's ``out`` after checking it can be written whole."""
+    if out is None:
+        return cp.empty(shape, dtype=dtype)
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"native {op}: out must be a contiguous {np.dtype(dtype)} array of shape "
+                         f"{tuple(shape)}, got {out.dtype} {tuple(out.shape)}")
+    return out
+
+
+def _allow_tf32():
+    # Read at every call, as PyTorch does; imported lazily because pyengine imports backends.
+    from pyengine.backends import cuda as cuda_settings
+    return bool(cuda_settings.matmul.allow_tf32)
+
+
+# --------------------------------------------------------------------------------------
+# Host transfer and random numbers (glue)
+# --------------------------------------------------------------------------------------
+
+def _np_dtype(dtype):
+    return None if dtype is None else np.dtype(getattr(dtype, "np", dtype))
+
+
+def _float_dtype(dtype, op):
+    dt = np.dtype(np.float32) if dtype is None else _np_dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def asarray(a, dtype=None):
+    return cp.asarray(a, dtype=_np_dtype(dtype))
+
+
+def to_numpy(a):
+    return cp.asnumpy(a)
+
+
+def manual_seed(seed):
+    cp.random.seed(seed)
+
+
+def rand(shape, dtype=None):
+    return cp.random.random(shape, dtype=_float_dtype(dtype, "rand"))
+
+
+def randn(shape, dtype=None):
+    return cp.random.standard_normal(shape, dtype=_float_dtype(dtype, "randn"))
+
+
+def randint(low, high, shape):
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    return cp.random.randint(low, high, size=shape, dtype=cp.int64)
+
+
+def dropout_mask(shape, p, dtype=None):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got p={p}")
+    dt = _float_dtype(dtype, "dropout_mask")
+    if p == 1.0:
+        return cp.zeros(shape, dt)
+    keep = cp.random.random(shape, dtype=cp.float32) >= p
+    return keep.astype(dt) * dt.type(1.0 / (1.0 - p))
+
+
+# --------------------------------------------------------------------------------------
+# Matrix products
+# --------------------------------------------------------------------------------------
+
+def _batch_stride(x, batch_shape):
+    """x broadcast to batch_shape + its matrix shape, and one stride (elements) that steps
+    through its flattened batch; a copy when the batch axes cannot be flattened in place."""
+    x = cp.broadcast_to(x, tuple(batch_shape) + x.shape[-2:])
+    item = x.itemsize
+    dims = [(n, s // item) for n, s in zip(x.shape[:-2], x.strides[:-2]) if n > 1]
+    if not dims:
+        return x, 0
+    if all(s0 == s1 * n1 for (_, s0), (n1, s1) in zip(dims, dims[1:])) and dims[-1][1] >= 0:
+        return x, dims[-1][1]
+    x = cp.ascontiguousarray(x)
+    return x, x.shape[-2] * x.shape[-1]
+
+
+def _matrix_strides(x):
+    """(x, (row, col) strides in elements) when one axis has unit stride and the other a
+    positive one (the kernel's layouts), else (None, None): the caller copies."""
+    rows, cols = x.shape[-2:]
+    rs, cs = x.strides[-2] // x.itemsize, x.strides[-1] // x.itemsize
+    if (cs == 1 or cols == 1) and (rows == 1 or rs > 0):
+        return x, (rs if rows > 1 else cols, 1)
+    if (rs == 1 or rows == 1) and (cols == 1 or cs > 0):
+        return x, (1, cs if cols > 1 else rows)
+    return None, None
+
+
+def _gemm(a, b, bias, act, op, out=None, act_param=0.0):
+    """act(a @ b + bias) over broadcast batch axes through _C.matmul; a (..., m, k), b (..., k, n)."""
+    batch_shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    y = _out(out, batch_shape + (m, n), op)
+    batch = int(np.prod(batch_shape, dtype=np.int64))
+    if y.size == 0:
+        return y
+    operands = []
+    for x in (a, b):
+        x, bs = _batch_stride(x, batch_shape)
+        view, (rs, cs) = _matrix_strides(x)
+        if view is None or bs < 0:
+            x = cp.ascontiguousarray(x)
+            bs = 0 if batch == 1 else x.shape[-2] * x.shape[-1]
+            view, (rs, cs) = _matrix_strides(x)
+        operands.append((view, (bs, rs, cs)))
+    (av, ast), (bv, bst) = operands
+    _C.matmul(batch, m, n, k, av.data.ptr, ast, bv.data.ptr, bst, y.data.ptr, _ptr(bias), act,
+              float(act_param), _allow_tf32(), _stream())
+    return y
+
+
+def _check_matmul(a, b):
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul: both operands need ndim >= 2 (the caller promotes 1-D), "
+                         f"got shapes {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+                         f"({a.shape[-1]} != {b.shape[-2]})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+
+
+def _f32_view(a, op, arg):
+    """Like _f32 but keeps strides: the GEMM reads transposed and broadcast views in place."""
+    if not isinstance(a, cp.ndarray):
+        raise TypeError(f"native {op}: {arg} must be a CuPy array on the GPU, got {type(a).__name__}")
+    if a.dtype != cp.float32:
+        raise TypeError(f"native {op} supports float32, got {a.dtype} for {arg}")
+    return a
+
+
+def matmul(a, b, out=None):
+    a, b = _f32_view(a, "matmul", "a"), _f32_view(b, "matmul", "b")
+    _check_matmul(a, b)
+    return _gemm(a, b, None, 0, "matmul", out)
+
+
+def linear(x, w, b=None, activation=None, out=None):
+    if activation not in _LINEAR_ACTIVATIONS:
+        raise ValueError(f"linear: activation must be one of {list(_LINEAR_ACTIVATIONS)}, "
+                         f"got {activation!r}")
+    x, w = _f32_view(x, "linear", "input"), _f32_view(w, "linear", "weight")
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
+                         f"(expected input (..., {w.shape[-1]}) and weight (out, in))")
+    if b is not None:
+        b = _f32(b, "linear", "bias")
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    out2 = None if out is None else _out(out, lead + (w.shape[0],), "linear").reshape(-1, w.shape[0])
+    y = _gemm(x2, w.T, b, _LINEAR_CODES[activation], "linear", out2)
+    return y.reshape(lead + (w.shape[0],))
+
+
+# --------------------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------------------
+
+def conv2d(x, w, b, stride, padding, dilation, groups, out=None):
+    x, w = _f32(x, "conv2d", "input"), _f32(w, "conv2d", "weight")
+    b = None if b is None else _f32(b, "conv2d", "bias")
+    ho, wo = _check_conv(x, w, b, stride, padding, dilation, groups)
+    y = _out(out, (x.shape[0], w.shape[0], ho, wo), "conv2d")
+    _C.conv2d_forward(x.shape, w.shape, y.shape, tuple(stride), tuple(padding), tuple(dilation), groups,
+                      x.data.ptr, w.data.ptr, _ptr(b), y.data.ptr, _stream())
+    return y
+
+
+def conv2d_backward(gy, x, w, stride, padding, dilation, groups, needs=(True, True, True),
+                    out=(None, None)):
+    """out: optional (gx, gw) buffers, as for the forward's out."""
+    gy = _f32(gy, "conv2d_backward", "grad_output")
+    x, w = _f32(x, "conv2d_backward", "input"), _f32(w, "conv2d_backward", "weight")
+    ho, wo = _check_conv(x, w, None, stride, padding, dilation, groups)
+    yshape = (x.shape[0], w.shape[0], ho, wo)
+    if gy.shape != yshape:
+        raise ValueError(f"conv2d_backward: grad_output {gy.shape} does not match the output shape "
+                         f"{yshape} of input {x.shape} and weight {w.shape}")
+    geometry = (x.shape, w.shape, yshape, tuple(stride), tuple(padding), tuple(dilation), groups)
+    gx = gw = gb = None
+    if needs[0]:
+        gx = _out(out[0], x.shape, "conv2d_backward")
+        _C.conv2d_backward_data(*geometry, gy.data.ptr, w.data.ptr, gx.data.ptr, _stream())
+    if needs[1]:
+        gw = _out(out[1], w.shape, "conv2d_backward")
+        _C.conv2d_backward_weight(*geometry, gy.data.ptr, x.data.ptr, gw.data.ptr, _stream())
+    if needs[2]:
+        gb = gy.sum(axis=(0, 2, 3))
+    return gx, gw, gb
+
+
+# --------------------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------------------
+
+def max_pool2d(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False, out=None):
+    x = _f32(x, "max_pool2d", "input")
+    ho, wo = _check_pool("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    shape = x.shape[:2] + (ho, wo)
+    y = _out(out, shape, "max_pool2d")
+    idx = cp.empty(shape, dtype=cp.int64)
+    _C.max_pool2d_forward(x.shape, shape, tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation),
+                          x.data.ptr, y.data.ptr, idx.data.ptr, _stream())
+    return y, idx
+
+
+def max_pool2d_backward(gy, indices, x_shape, out=None):
+    gy = _f32(gy, "max_pool2d_backward", "grad_output")
+    if indices.shape != gy.shape or indices.dtype != cp.int64:
+        raise ValueError(f"max_pool2d_backward: indices must be int64 of grad_output's shape {gy.shape}, "
+                         f"got {indices.dtype} {indices.shape}")
+    indices = cp.ascontiguousarray(indices)
+    gx = _out(out, tuple(x_shape), "max_pool2d_backward")
+    _C.max_pool2d_backward(tuple(x_shape), gy.shape, gy.data.ptr, indices.data.ptr, gx.data.ptr, _stream())
+    return gx
+
+
+def avg_pool2d(x, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, out=None):
+    x = _f32(x, "avg_pool2d", "input")
+    ho, wo = _check_pool("avg_pool2d", x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    shape = x.shape[:2] + (ho, wo)
+    y = _out(out, shape, "avg_pool2d")
+    _C.avg_pool2d_forward(x.shape, shape, tuple(kernel_size), tuple(stride), tuple(padding),
+                          bool(count_include_pad), int(divisor_override or 0), x.data.ptr, y.data.ptr,
+                          _stream())
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=False,
+                        count_include_pad=True, divisor_override=None, out=None):
+    gy = _f32(gy, "avg_pool2d_backward", "grad_output")
+    x_shape = tuple(x_shape)
+    probe = np.empty((1, 1) + x_shape[2:], dtype=np.float32)
+    ho, wo = _check_pool("avg_pool2d_backward", probe, kernel_size, stride, padding, (1, 1), ceil_mode)
+    if gy.shape != x_shape[:2] + (ho, wo):
+        raise ValueError(f"avg_pool2d_backward: grad_output {gy.shape} does not match the pooled shape "
+                         f"{x_shape[:2] + (ho, wo)} of input {x_shape}")
+    gx = _out(out, x_shape, "avg_pool2d_backward")
+    _C.avg_pool2d_backward(x_shape, gy.shape, tuple(kernel_size), tuple(stride), tuple(padding),
+                           bool(count_include_pad), int(divisor_override or 0), gy.data.ptr, gx.data.ptr,
+                           _stream())
+    return gx
+
+
+# --------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------
+
+def _act_code(name, param):
+    """(kernel code, float parameter) for an activation name and its table param."""
+    if name == "gelu":
+        mode = "none" if param is None else param
+        if mode not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {param!r}")
+        return _ACT_CODES["gelu_tanh" if mode == "tanh" else "gelu"], 0.0
+    if name not in _ACT_CODES or name == "gelu_tanh":
+        raise ValueError(f"unknown activation {name!r}; expected one of relu, leaky_relu, gelu, sigmoid, "
+                         f"tanh, selu")
+    if name == "leaky_relu":
+        return _ACT_CODES[name], 0.01 if param is None else float(param)
+    return _ACT_CODES[name], 0.0
+
+
+def activation(name, x, param=None, out=None):
+    code, p = _act_code(name, param)
+    x = _f32(x, name, "input")
+    y = _out(out, x.shape, name)
+    _C.activation_forward(code, p, x.data.ptr, y.data.ptr, x.size, _stream())
+    return y
+
+
+def activation_backward(name, gy, x, y, param=None, out=None):
+    code, p = _act_code(name, param)
+    op = f"{name}_backward"
+    gy = _f32(gy, op, "grad_output")
+    # The kernel reads one of x, y (sigmoid and tanh: y; the rest: x); pass it for both.
+    if name in ("sigmoid", "tanh"):
+        if y is None:
+            y = activation(name, x, param)
+        src, arg = _f32(y, op, "output"), "output"
+    elif x is not None:
+        src, arg = _f32(x, op, "input"), "input"
+    elif name == "relu" and y is not None:
+        src, arg = _f32(y, op, "output"), "output"  # y > 0 exactly where x > 0
+    else:
+        raise ValueError(f"{op} needs the forward input x")
+    if src.shape != gy.shape:
+        raise ValueError(f"{op}: grad_output {gy.shape} and {arg} {src.shape} differ")
+    gx = _out(out, gy.shape, op)
+    _C.activation_backward(code, p, gy.data.ptr, src.data.ptr, src.data.ptr, gx.data.ptr, gy.size, _stream())
+    return gx
+
+
+# --------------------------------------------------------------------------------------
+# Glue: batch norm, gather gradients (CuPy arithmetic, float32 or float64)
+# --------------------------------------------------------------------------------------
+
+def _channel_view(v, ndim):
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C, *), got shape {x.shape}")
+    c = x.shape[1]
+    for pname, p in (("running_mean", running_mean), ("running_var", running_var),
+                     ("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != (c,):
+            raise ValueError(f"batch_norm: {pname} {p.shape} does not match {c} channels of input {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // c
+    if training or running_mean is None:
+        if count < 2 and training:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                             f"got input size {x.shape}")
+        mean = x.mean(axis=axes)
+        xc = x - _channel_view(mean, x.ndim)
+        var = (xc * xc).mean(axis=axes)
+        if training and running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+        if training and running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * var * (count / (count - 1))
+    else:
+        mean = running_mean.astype(x.dtype)
+        var = running_var.astype(x.dtype)
+        xc = x - _channel_view(mean, x.ndim)
+    rstd = 1 / cp.sqrt(var + x.dtype.type(eps))
+    y = xc * _channel_view(rstd, x.ndim)
+    if weight is not None:
+        y *= _channel_view(weight, x.ndim)
+    if bias is not None:
+        y += _channel_view(bias, x.ndim)
+    return y, mean, rstd
+
+
+def batch_norm_backward(gy, x, weight, mean, rstd, training):
+    axes = (0,) + tuple(range(2, x.ndim))
+    r = _channel_view(rstd, x.ndim)
+    xhat = (x - _channel_view(mean, x.ndim)) * r
+    gw = gb = None
+    if weight is not None:
+        gw = cp.sum(gy * xhat, axis=axes)
+        gb = cp.sum(gy, axis=axes)
+        g = gy * _channel_view(weight, x.ndim)
+    else:
+        g = gy
+    if not training:
+        return g * r, gw, gb
+    gx = r * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return gx, gw, gb
+
+
+def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
+    d = gy.shape[-1]
+    if gy.shape[:-1] != indices.shape:
+        raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match indices "
+                         f"{indices.shape} (expected indices.shape + (dim,))")
+    idx = indices.reshape(-1).astype(cp.int64, copy=False)
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_embeddings):
+        raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
+    gw = cp.zeros((num_embeddings, d), dtype=gy.dtype)
+    cp.add.at(gw, idx, gy.reshape(-1, d))
+    if padding_idx is not None:
+        gw[int(padding_idx) % num_embeddings] = 0
+    return gw
+
+
+def scatter_add(shape, index, values):
+    values = cp.asarray(values)
+    out = cp.zeros(tuple(shape), dtype=values.dtype)
+    # add.at sums repeated advanced indices (plain setitem would keep only one).
+    cp.add.at(out, index, values)
+    return out
