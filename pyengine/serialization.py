@@ -26,7 +26,7 @@ def save(obj, path) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for key, arr in arrays.items():
             with zf.open(key + ".npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+                np.lib.format.write_array(f, np.require(arr, requirements="C"), allow_pickle=False)
 
 
 def load(path, map_location=None):
@@ -37,7 +37,6 @@ def load(path, map_location=None):
     structure = arrays.pop(_STRUCTURE, None)
     if structure is None:
         return {k: Tensor(v, device=device) for k, v in arrays.items()}
-    # .item(): save's ascontiguousarray turns the 0-d string into shape (1,), whose str() is "['...']"
     return _decode(json.loads(structure.item()), arrays, device)
 
 

@@ -32,6 +32,16 @@ def test_shared_subexpression_sums_both_paths(rng):
     np.testing.assert_allclose(x.grad.numpy(), 2 * e * e + e, rtol=1e-12)
 
 
+def test_node_reached_by_paths_of_different_length(rng):
+    x = leaf(rng, 3, dtype=pe.float64)
+    a = x * 2
+    long_path = ((a.exp() * 3).sqrt() + 1) * 0.5
+    (a + long_path).sum().backward()
+    xv = x.detach().numpy()
+    # d/dx [2x + 0.5 * (sqrt(3 e^{2x}) + 1)] = 2 + 0.5 * sqrt(3) * e^x
+    np.testing.assert_allclose(x.grad.numpy(), 2 + 0.5 * np.sqrt(3) * np.exp(xv), rtol=1e-12)
+
+
 def test_backward_on_non_scalar_needs_gradient(rng):
     x = leaf(rng, 2, 3)
     y = x * 2

@@ -236,7 +236,8 @@ def test_save_load_roundtrip_nested(tmp_path, rng):
     assert path.exists()
     back = pe.load(path)
     np.testing.assert_array_equal(back["model"]["fc1.weight"].numpy(), w)
-    assert back["model"]["fc1.bias"].dtype == pe.float64 and back["model"]["steps"].item() == 5
+    assert back["model"]["fc1.bias"].dtype == pe.float64
+    assert back["model"]["steps"].shape == () and back["model"]["steps"].item() == 5
     assert back["optim"]["state"][0]["step"] == 3
     np.testing.assert_array_equal(back["optim"]["state"][0]["exp_avg"], state["optim"]["state"][0]["exp_avg"])
     assert back["optim"]["param_groups"] == [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0], "name": None}]
