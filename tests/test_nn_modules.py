@@ -240,3 +240,11 @@ def test_sequential_of_layers_matches_torch(rng):
     _check_state_dict_matches(ours, theirs)
     assert repr(ours) == repr(theirs)
     _compare(ours, theirs, rng.standard_normal((2, 3, 9, 7)), rng)
+
+
+def test_maxpool_return_indices_match_torch(rng):
+    x = rng.standard_normal((2, 3, 9, 7))
+    y, idx = nn.MaxPool2d(3, stride=2, padding=1, return_indices=True)(pe.tensor(x))
+    ty, tidx = torch.nn.MaxPool2d(3, stride=2, padding=1, return_indices=True)(torch.tensor(x))
+    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+    np.testing.assert_array_equal(y.numpy(), ty.numpy())
