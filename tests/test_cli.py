@@ -112,3 +112,15 @@ def test_make_optimizer_names():
     assert type(make_optimizer("adamw", params, 1e-3)).__name__ == "AdamW"
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make_optimizer("rmsprop", params, 1e-3)
+
+
+def test_train_calls_the_models_after_train_hook(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from pyengine.models import registry
+
+    seen = []
+    spec = dataclasses.replace(registry.model_spec("mlp"), after_train=seen.append)
+    monkeypatch.setitem(registry._REGISTRY, "mlp", spec)
+    assert main(["train", "mlp", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert len(seen) == 1 and seen[0]["model"] == "mlp" and seen[0]["test_accuracy"] is not None

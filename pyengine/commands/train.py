@@ -28,6 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pyengine.models import model_spec
     from pyengine.train import train_model
 
     if args.device == "cuda":
@@ -45,8 +46,8 @@ def run(args) -> int:
     history = train_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           optimizer=args.optimizer, device=args.device, seed=args.seed, out=out)
     (out / f"{args.model}_history.json").write_text(json.dumps(history, indent=1))
-    if args.model in ("charrnn", "gpt"):
-        from pyengine.data.text import report_language_model
-        report_language_model(args.model, history)
+    after_train = model_spec(args.model).after_train
+    if after_train is not None:
+        after_train(history)
     print(f"checkpoint {history['checkpoint']}; history {out / f'{args.model}_history.json'}")
     return 0

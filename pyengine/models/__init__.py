@@ -3,7 +3,7 @@ from functools import partial
 
 from pyengine.data import load_digits
 from pyengine.data.sequence_tasks import majority_dataset
-from pyengine.data.text import default_corpus, text_windows
+from pyengine.data.text import default_corpus, report_language_model, text_windows
 
 from .charrnn import CharRNN
 from .encoder_classifier import EncoderClassifier
@@ -32,10 +32,10 @@ def _on_corpus(cls):
 
 register_model("charrnn", _on_corpus(CharRNN), data=text_windows,
                help="character LSTM language model on the bundled Python docs text",
-               embed_dim=32, hidden_size=128)
+               after_train=partial(report_language_model, "charrnn"), embed_dim=32, hidden_size=128)
 register_model("gpt", _on_corpus(GPT), data=text_windows,
                help="small GPT (2 layers, d 64, context 64) on the bundled Python docs text",
-               block_size=64, n_layer=2, n_head=4, n_embd=64)
+               after_train=partial(report_language_model, "gpt"), block_size=64, n_layer=2, n_head=4, n_embd=64)
 register_model("transformer-classifier", EncoderClassifier, data=majority_dataset,
                help="BERT-style encoder classifier on the synthetic majority-token task",
                vocab_size=4, num_classes=4, max_len=16)

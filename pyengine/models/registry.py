@@ -14,27 +14,30 @@ from typing import Callable
 class ModelSpec:
     """factory(**kwargs) -> Module; data() -> Dataset of (input, target) for ``pyengine train``;
     task "classification" (cross-entropy, accuracy; targets int64 class indices, logits on
-    the last axis) or "regression" (MSE)."""
+    the last axis) or "regression" (MSE); after_train(history), when set, runs at the end of
+    ``pyengine train`` to show what the model learned (a sample, a perplexity table)."""
     name: str
     factory: Callable
     data: Callable | None = None
     task: str = "classification"
     help: str = ""
     defaults: dict = field(default_factory=dict)
+    after_train: Callable | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, factory: Callable, *, data: Callable | None = None,
-                   task: str = "classification", help: str = "", **defaults) -> ModelSpec:
+                   task: str = "classification", help: str = "", after_train: Callable | None = None,
+                   **defaults) -> ModelSpec:
     """Register ``factory`` under ``name``; ``defaults`` are keyword arguments that
     ``get_model`` passes unless the caller overrides them."""
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     if name in _REGISTRY:
         raise ValueError(f"a model named {name!r} is already registered")
-    spec = ModelSpec(name, factory, data, task, help, dict(defaults))
+    spec = ModelSpec(name, factory, data, task, help, dict(defaults), after_train)
     _REGISTRY[name] = spec
     return spec
 
