@@ -170,8 +170,8 @@ def main(argv=None) -> int:
         ours, theirs = build()
         ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
         x, y = inputs(name, rng)
-        ms_ours = median_step_ms(pyengine_step(ours, x, y), args.repeats, args.warmup)
-        ms_torch = median_step_ms(torch_step(theirs, x, y), args.repeats, args.warmup)
+        ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)],
+                                           args.repeats, args.warmup)
         rows.append({"model": name, "pyengine_ms": ms_ours, "torch_ms": ms_torch, "ratio": ms_ours / ms_torch})
         print(f"{name:<6} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
     if args.json:
