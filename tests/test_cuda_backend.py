@@ -1,0 +1,102 @@
+"""The native CUDA backend on any machine: the extension imports without a driver, the
+backend module imports and fills the table, and ``available()`` / ``.to("cuda")`` say which
+piece is missing. These run in CI (no GPU); the kernels themselves are in test_cuda_kernels.py."""
+import importlib
+
+import pytest
+
+import pyengine as pe
+from pyengine.backend import TABLE, check_table
+from pyengine.backend import cuda_backend as cb
+
+REASONS = ("pyengine._C was built without CUDA", "CuPy is not installed", "no CUDA driver",
+           "no CUDA device")
+
+
+def _extension():
+    try:
+        return importlib.import_module("pyengine._C")
+    except ImportError as exc:
+        pytest.skip(f"pyengine._C is absent (installed without nvcc): {exc}")
+
+
+def test_backend_fills_the_table():
+    check_table(cb)
+    assert (cb.name, cb.device) == ("native", "cuda")
+    assert all(callable(getattr(cb, n)) for n in TABLE)
+
+
+def test_extension_imports_and_probes_without_aborting():
+    c = _extension()
+    assert c.cuda_built is True
+    count = c.device_count()
+    assert isinstance(count, int) and count >= 0
+    err = c.runtime_error_string()
+    assert isinstance(err, str)
+    if count == 0:
+        assert err.startswith("cudaError"), err
+    else:
+        assert err == ""
+        assert isinstance(c.device_name(0), str) and c.device_name(0)
+
+
+def test_extension_exposes_every_core_kernel():
+    c = _extension()
+    for fn in ("matmul", "conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+               "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+               "activation_forward", "activation_backward"):
+        assert callable(getattr(c, fn)), fn
+
+
+def test_available_gives_a_reason_when_false():
+    ok, reason = cb.available()
+    assert isinstance(ok, bool) and isinstance(reason, str)
+    if not ok:
+        assert reason.startswith(REASONS), reason
+
+
+def test_to_cuda_raises_with_the_reason_when_unavailable():
+    ok, reason = cb.available()
+    if ok:
+        pytest.skip("a usable GPU is present")
+    with pe.backends.cuda.kernels("native"):
+        with pytest.raises(RuntimeError) as info:
+            pe.tensor([1.0, 2.0]).to("cuda")
+    assert reason in str(info.value)
+
+
+class _FakeExtension:
+    cuda_built = True
+
+    def __init__(self, count, err):
+        self._count, self._err = count, err
+
+    def device_count(self):
+        return self._count
+
+    def runtime_error_string(self):
+        return self._err
+
+
+@pytest.mark.parametrize("ext,cupy_present,expected", [
+    (None, True, "pyengine._C was built without CUDA (no nvcc at build time)"),
+    (_FakeExtension(1, ""), False, "CuPy is not installed"),
+    (_FakeExtension(0, "cudaErrorInsufficientDriver: CUDA driver version is insufficient"), True,
+     "no CUDA driver (cudaErrorInsufficientDriver"),
+    (_FakeExtension(0, "cudaErrorNoDevice: no CUDA-capable device is detected"), True,
+     "no CUDA device (cudaErrorNoDevice"),
+], ids=["no-extension", "no-cupy", "no-driver", "no-device"])
+def test_available_tells_the_missing_pieces_apart(monkeypatch, ext, cupy_present, expected):
+    monkeypatch.setattr(cb, "_C", ext)
+    monkeypatch.setattr(cb, "cp", object() if cupy_present else None)
+    monkeypatch.setattr(cb, "_availability", None)
+    ok, reason = cb.available()
+    assert not ok
+    assert reason.startswith(expected), reason
+
+
+def test_available_is_true_with_a_device(monkeypatch):
+    monkeypatch.setattr(cb, "_C", _FakeExtension(2, ""))
+    monkeypatch.setattr(cb, "cp", object())
+    monkeypatch.setattr(cb, "_availability", None)
+    assert cb.available() == (True, "")
