@@ -12,6 +12,7 @@ import numpy as np
 
 from . import autograd
 from .backend import get_backend
+from .cuda import check_device
 from .ops import arithmetic as A
 from .ops import indexing as I
 from .ops import reduction as R
@@ -47,7 +48,7 @@ class Tensor:
         if isinstance(data, Tensor):
             device = device or data.device
             data = data.data
-        device = device or "cpu"
+        device = check_device(device or "cpu")
         backend = get_backend(device)
         if dtype is not None or not isinstance(data, backend.xp.ndarray):
             data = _to_array(data, dtype, backend)
@@ -242,7 +243,6 @@ class Tensor:
                 dtype = a
         out = self
         if device is not None:
-            from .cuda import check_device
             device = check_device(device)
             if device != self.device:
                 out = ToDevice.apply(out, device)

@@ -184,6 +184,8 @@ def test_cuda_unavailable_raises_with_reason():
         pe.zeros(2, device="cuda")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         pe.ones(2).cuda()
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        pe.Tensor(np.ones(2), device="cuda")
     with pytest.raises(RuntimeError, match="unknown device"):
         pe.ones(2).to("tpu")
 
