@@ -113,25 +113,34 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         Tensor = _tensor.Tensor
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        device = tensors[0].device if tensors else "cpu"
-        for t in tensors:
-            if t.device != device:
-                raise RuntimeError(
-                    "Expected all tensors to be on the same device, but found at least two "
-                    f"devices, {device} and {t.device} (in {cls.__name__})")
-        needs = tuple(_grad_enabled and isinstance(a, Tensor) and a.requires_grad for a in args)
-        ctx = Context(cls, get_backend(device), needs)
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        device, first, raw, needs = None, None, [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                if device is None:
+                    device, first = a.device, a
+                elif a.device != device:
+                    raise RuntimeError(
+                        "Expected all tensors to be on the same device, but found at least two "
+                        f"devices, {device} and {a.device} (in {cls.__name__})")
+                raw.append(a.data)
+                needs.append(_grad_enabled and a._requires_grad)
+            else:
+                raw.append(a)
+                needs.append(False)
+        device = device or "cpu"
+        ctx = Context(cls, backend_for(device), tuple(needs))
         out = cls.forward(ctx, *raw, **kwargs)
         single = not isinstance(out, tuple)
         outs = (out,) if single else out
         out_device = ctx.out_device or device
         results = tuple(Tensor._make(o, out_device) if o is not None else None for o in outs)
-        if any(needs):
-            non_diff = {id(a) for a in ctx._non_diff}
-            diff = [r for r, o in zip(results, outs)
-                    if r is not None and r.is_floating_point() and id(o) not in non_diff]
+        if getattr(cls, "is_view", False):
+            for r in results:  # a view shares its base's version counter, as in PyTorch
+                r._version_counter = first._version_counter
+        if True in needs:
+            non_diff = [id(a) for a in ctx._non_diff]
+            diff = [i for i, (r, o) in enumerate(zip(results, outs))
+                    if r is not None and r.data.dtype.kind == "f" and id(o) not in non_diff]
             if diff:
                 _record(ctx, args, outs, results, diff)
         return results[0] if single else results
@@ -147,30 +156,41 @@ class Function:
 
 def _record(ctx, args, outs, results, diff):
     """Make ``ctx`` the graph node of the differentiable outputs."""
-    Tensor = _tensor.Tensor
     parents = []
     for a, need in zip(args, ctx.needs_input_grad):
         if not need:
             parents.append(None)
         elif a._ctx is None:
-            parents.append((a, None, a.shape))  # a leaf: its .grad accumulates
+            parents.append((a, None, a.data.shape))  # a leaf: its .grad accumulates
         else:
-            parents.append((a._ctx, a._out_idx, a.shape))
+            parents.append((a._ctx, a._out_idx, a.data.shape))
     ctx._parents = parents
-    ctx._outputs = [(r.shape, r.data.dtype) if r is not None else None for r in results]
-    for i, r in enumerate(results):
-        if any(r is d for d in diff):
-            r.requires_grad = True
-            r._ctx, r._out_idx = ctx, i
-    # Saved arrays remember the version of the tensor they came from, so an in-place
-    # change before backward is caught (PyTorch's version counter).
-    by_id = {id(a.data): a._version_counter for a in args if isinstance(a, Tensor)}
-    by_id.update({id(o): r._version_counter for o, r in zip(outs, results) if r is not None})
-    counters = [by_id.get(id(s)) if s is not None else None for s in ctx._saved]
-    ctx._versions = [(c, c.value if c is not None else 0) for c in counters]
-    if getattr(ctx.fn, "is_view", False):
-        for r in diff:
-            r._version_counter = args[0]._version_counter
+    ctx._outputs = [(r.data.shape, r.data.dtype) if r is not None else None for r in results]
+    for i in diff:
+        r = results[i]
+        r._requires_grad = True
+        r._ctx, r._out_idx = ctx, i
+    if ctx._saved:
+        # Saved arrays remember the version of the tensor they came from, so an in-place
+        # change before backward is caught (PyTorch's version counter).
+        Tensor = _tensor.Tensor
+        by_id = {id(a.data): a._version_counter for a in args if isinstance(a, Tensor)}
+        by_id.update({id(o): r._version_counter for o, r in zip(outs, results) if r is not None})
+        counters = [by_id.get(id(s)) if s is not None else None for s in ctx._saved]
+        ctx._versions = [(c, c.value if c is not None else 0) for c in counters]
+
+
+_backends = {}
+
+
+def backend_for(device):
+    """get_backend, cached for the CPU (the GPU one follows pe.backends.cuda.set_kernels)."""
+    if device == "cpu":
+        mod = _backends.get("cpu")
+        if mod is None:
+            mod = _backends["cpu"] = get_backend("cpu")
+        return mod
+    return get_backend(device)
 
 
 def _toposort(root):

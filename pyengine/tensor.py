@@ -24,6 +24,8 @@ from .ops.matmul import Matmul
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
+_HELD = frozenset(d.np for d in (float32, float64, int64, bool_))
+
 
 class _Version:
     """Counts in-place writes; shared by a tensor and its views (PyTorch's version counter)."""
@@ -63,10 +65,9 @@ class Tensor:
 
     def _init(self, data, device, requires_grad):
         if not hasattr(data, "ndim") or isinstance(data, np.generic):
-            data = get_backend(device).xp.asarray(data)
-        dt = from_np(data.dtype)
-        if dt.np != data.dtype:
-            data = data.astype(dt.np)
+            data = autograd.backend_for(device).xp.asarray(data)
+        if data.dtype not in _HELD:
+            data = data.astype(from_np(data.dtype).np)
         self.data = data
         self.device = device
         self.grad = None
@@ -122,7 +123,7 @@ class Tensor:
 
     @property
     def _backend(self):
-        return get_backend(self.device)
+        return autograd.backend_for(self.device)
 
     @property
     def _version(self) -> int:
@@ -291,7 +292,8 @@ class Tensor:
             dt = DEFAULT_FLOAT
         a = self._cast(dt)
         if isinstance(other, Tensor):
-            broadcast_shapes(name, self.shape, other.shape)
+            if other.data.shape != self.data.shape:
+                broadcast_shapes(name, self.shape, other.shape)
             other = other._cast(dt)
         return fn.apply(other, a) if reverse else fn.apply(a, other)
 
