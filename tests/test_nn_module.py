@@ -328,3 +328,13 @@ def test_layer_argument_errors():
         nn.Unflatten(1, (5, 2))(pe.ones(2, 12))
     with pytest.raises(ValueError, match="padding_idx 10 must be within num_embeddings"):
         nn.Embedding(10, 3, padding_idx=10)
+
+
+def test_deepcopy_gives_independent_parameters(rng):
+    import copy
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    twin = copy.deepcopy(net)
+    assert isinstance(twin[0].weight, nn.Parameter) and twin[0].weight is not net[0].weight
+    twin[0].weight.data[...] = 0
+    assert np.any(net[0].weight.detach().numpy() != 0)
+    assert list(twin.state_dict()) == list(net.state_dict())

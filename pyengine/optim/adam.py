@@ -32,7 +32,7 @@ class Adam(Optimizer):
             beta1, beta2 = group["betas"]
             amsgrad = group["amsgrad"]
             for p, backend, grad in self._grads(group):
-                state = self._state_for(p)
+                state = self.state[p]
                 if not state:
                     state["step"] = 0
                     for name in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ()):

@@ -1,7 +1,7 @@
 """Optimizer: parameter groups, per-parameter state and PyTorch's state_dict layout."""
 from __future__ import annotations
 
-import copy
+from collections import defaultdict
 
 import numpy as np
 
@@ -21,14 +21,14 @@ required = _RequiredParameter()
 class Optimizer:
     """Base class. Subclasses pass their defaults and implement ``step``.
 
-    ``state`` maps each parameter to a dict of Tensors/numbers; ``state_dict()`` renumbers the
-    parameters 0, 1, ... in group order, as PyTorch does, so it can be saved and reloaded
-    into an optimizer built over a fresh copy of the same model.
+    ``state`` maps each parameter to a dict of Tensors/numbers (a defaultdict, as PyTorch's).
+    ``state_dict()`` renumbers the parameters 0, 1, ... in group order, as PyTorch does, so it
+    can be saved and reloaded into an optimizer built over a fresh copy of the same model.
     """
 
     def __init__(self, params, defaults: dict) -> None:
         self.defaults = defaults
-        self.state: dict = {}
+        self.state: defaultdict = defaultdict(dict)
         self.param_groups: list[dict] = []
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors "
@@ -98,9 +98,6 @@ class Optimizer:
                 grad = -grad
             yield p, get_backend(p.device), grad
 
-    def _state_for(self, p: Tensor) -> dict:
-        return self.state.setdefault(p, {})
-
     # ----- state dict ---------------------------------------------------------------------
     def state_dict(self) -> dict:
         """``{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}``."""
@@ -114,11 +111,10 @@ class Optimizer:
                 ids.append(index[id(p)])
             packed["params"] = ids
             groups.append(packed)
-        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index and s}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = copy.copy(state_dict)
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has a different number of parameter groups "
@@ -132,7 +128,7 @@ class Optimizer:
         for ours, saved in zip(self.param_groups, saved_groups):
             for idx, p in zip(saved["params"], ours["params"]):
                 by_index[int(idx)] = p
-        self.state = {}
+        self.state = defaultdict(dict)
         for idx, values in state_dict["state"].items():
             p = by_index.get(int(idx))
             if p is not None:

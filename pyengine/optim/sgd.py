@@ -34,7 +34,7 @@ class SGD(Optimizer):
                 buf = None
                 first = False
                 if momentum != 0:
-                    state = self._state_for(p)
+                    state = self.state[p]
                     if state.get("momentum_buffer") is None:
                         first = True
                         state["momentum_buffer"] = Tensor._make(backend.xp.zeros_like(p.data), p.device)
