@@ -549,7 +549,17 @@ def activation_backward(name, gy, x, y, param=None):
             th = np.tanh(t(_SQRT_2_OVER_PI) * (x + c * x * x * x))
             dinner = t(_SQRT_2_OVER_PI) * (1 + 3 * c * x * x)
             return gy * (t(0.5) * (1 + th) + t(0.5) * x * (1 - th * th) * dinner)
-        phi, g = _normal_cdf(x)
+        if y is None:
+            phi, g = _normal_cdf(x)
+        else:
+            # y = x * Phi(x): one division recovers Phi, far cheaper than erfc again
+            # (x = 0 divides 0 by 1 and gets Phi(0) = 1/2 added).
+            zero = x == 0
+            phi = y / (x + zero)
+            phi += zero * x.dtype.type(0.5)
+            g = x * x
+            g *= x.dtype.type(-0.5)
+            np.exp(g, out=g)
         g *= x
         g *= g.dtype.type(1 / math.sqrt(2 * math.pi))      # x * pdf(x)
         g += phi
@@ -570,21 +580,32 @@ def _logsumexp(x, axis):
         return np.log(np.sum(np.exp(x - shift), axis=axis, keepdims=True)) + shift
 
 
-def softmax(x, dim, log=False):
-    with np.errstate(invalid="ignore"):
-        m = np.max(x, axis=dim, keepdims=True)
-        z = x - m
+def _softmax_into(z, dim, log):
+    """Softmax (or log-softmax) of z along dim, computed in z's own buffer."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A row of all -inf gives -inf - -inf = NaN, PyTorch's answer for it.
+        z -= np.max(z, axis=dim, keepdims=True)
         if log:
-            with np.errstate(divide="ignore"):
-                return z - np.log(np.sum(np.exp(z), axis=dim, keepdims=True))
-        e = np.exp(z)
-        return e / np.sum(e, axis=dim, keepdims=True)
+            z -= np.log(np.sum(np.exp(z), axis=dim, keepdims=True))
+            return z
+        np.exp(z, out=z)
+        z /= np.sum(z, axis=dim, keepdims=True)
+        return z
+
+
+def softmax(x, dim, log=False):
+    return _softmax_into(np.array(x, dtype=np.result_type(x, np.float32)), dim, log)
 
 
 def softmax_backward(gy, y, dim, log=False):
     if log:
-        return gy - np.exp(y) * np.sum(gy, axis=dim, keepdims=True)
-    return y * (gy - np.sum(gy * y, axis=dim, keepdims=True))
+        g = np.exp(y)
+        g *= np.sum(gy, axis=dim, keepdims=True)
+        np.subtract(gy, g, out=g)
+        return g
+    g = gy * y
+    g -= y * np.sum(g, axis=dim, keepdims=True)
+    return g
 
 
 def _check_targets(logits, target, ignore_index, op):
@@ -847,11 +868,15 @@ def _sdpa_scale(q, scale):
 
 def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
     _check_sdpa(q, k, v, attn_mask)
-    scores = np.matmul(q, k.swapaxes(-1, -2)) * _sdpa_scale(q, scale)
+    scores = np.matmul(q, k.swapaxes(-1, -2))
+    scores *= _sdpa_scale(q, scale)
     bias = _attention_bias(attn_mask, is_causal, q.shape[-2], k.shape[-2], scores.dtype)
     if bias is not None:
-        scores = scores + bias
-    p = softmax(scores, -1)
+        if np.broadcast_shapes(scores.shape, bias.shape) == scores.shape:
+            scores += bias
+        else:                               # a mask with more batch dims than q and k
+            scores = scores + bias
+    p = _softmax_into(scores, -1, False)
     mask = dropout_mask(p.shape, dropout_p, p.dtype) if dropout_p > 0 else None
     out = np.matmul(p if mask is None else p * mask, v)
     return out, (p, mask)
@@ -862,10 +887,13 @@ def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, sc
     p, mask = saved
     pd = p if mask is None else p * mask
     gv = _unbroadcast(np.matmul(pd.swapaxes(-1, -2), gout), v.shape)
-    gp = np.matmul(gout, v.swapaxes(-1, -2))
+    gs = np.matmul(gout, v.swapaxes(-1, -2))          # gradient of the dropped-out probs
     if mask is not None:
-        gp = gp * mask
-    gs = p * (gp - np.sum(gp * p, axis=-1, keepdims=True)) * _sdpa_scale(q, scale)
+        gs *= mask
+    # Softmax backward in place: p * (gp - rowsum(gp * p)), then the score scale.
+    gs -= np.sum(gs * p, axis=-1, keepdims=True)
+    gs *= p
+    gs *= _sdpa_scale(q, scale)
     gq = _unbroadcast(np.matmul(gs, k), q.shape)
     gk = _unbroadcast(np.matmul(gs.swapaxes(-1, -2), q), k.shape)
     return gq, gk, gv
