@@ -124,3 +124,20 @@ def test_train_calls_the_models_after_train_hook(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(registry._REGISTRY, "mlp", spec)
     assert main(["train", "mlp", "--epochs", "1", "--out", str(tmp_path)]) == 0
     assert len(seen) == 1 and seen[0]["model"] == "mlp" and seen[0]["test_accuracy"] is not None
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_fit_rewrites_the_progress_line_on_a_terminal():
+    pe.manual_seed(0)
+    train, _, _ = split_dataset(make_regression(n=101, features=3, seed=4), seed=0)
+    term = _Terminal()
+    fit(get_model("mlp", sizes=(3, 5, 1)), train, epochs=2, batch_size=8, task="regression", log=term)
+    text = term.getvalue()
+    # every epoch ends on a finished line that overwrote the running one in place
+    finished = [part for part in text.split("\n") if part]
+    assert len(finished) == 2
+    assert all(part.startswith("\r") and "samples/s" in part for part in finished)
