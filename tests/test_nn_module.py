@@ -273,6 +273,8 @@ def test_sequential_indexing_slicing_and_growth(rng):
     assert isinstance(seq[3], nn.Identity) and isinstance(seq[4], nn.Tanh)
     del seq[1]
     assert [type(m).__name__ for m in seq] == ["Linear", "Linear", "Identity", "Tanh"]
+    seq[1] = nn.Sigmoid()  # replacing keeps the position (and so the forward order)
+    assert [type(m).__name__ for m in seq] == ["Linear", "Sigmoid", "Identity", "Tanh"]
     assert list(dict(seq.named_children())) == ["0", "1", "2", "3"]
     with pytest.raises(IndexError, match="index 7 is out of range for Sequential of length 4"):
         seq[7]
@@ -285,6 +287,8 @@ def test_module_list_and_dict():
     assert len(layers) == 5 and isinstance(layers[-1], nn.Tanh)
     assert isinstance(layers[1:3], nn.ModuleList) and len(layers[1:3]) == 2
     assert list(layers.state_dict())[:2] == ["0.weight", "0.bias"]
+    layers[1] = nn.GELU()
+    assert isinstance(layers[1], nn.GELU) and isinstance(layers[2], nn.Linear)
     layers.insert(0, nn.Identity())
     assert isinstance(layers[0], nn.Identity) and list(dict(layers.named_children()))[-1] == "5"
     with pytest.raises(TypeError, match="should be called with an iterable"):

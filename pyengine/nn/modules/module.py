@@ -84,7 +84,7 @@ class Module:
     def __setattr__(self, name: str, value) -> None:
         d = self.__dict__
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             self.register_parameter(name, value)
         elif "_parameters" in d and name in self._parameters:
             if value is not None:
@@ -92,7 +92,7 @@ class Module:
                                 "(pyengine.nn.Parameter or None expected)")
             self._parameters[name] = None
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep="_modules")
             self.add_module(name, value)
         elif "_modules" in d and name in self._modules:
             if value is not None:
@@ -107,14 +107,16 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
-        """Drop ``name`` from every registry (re-assigning it as another kind, as PyTorch)."""
+    def _forget(self, name: str, keep: str) -> None:
+        """Drop ``name`` from every registry but ``keep`` (re-assigning it as another kind, as
+        PyTorch); ``keep`` retains its slot, so replacing a child keeps the children's order."""
         d = self.__dict__
         if "_parameters" not in d:
             return  # before Module.__init__: the register_* call that follows says so
         d.pop(name, None)
         for registry in ("_parameters", "_buffers", "_modules"):
-            d[registry].pop(name, None)
+            if registry != keep:
+                d[registry].pop(name, None)
         self._non_persistent_buffers_set.discard(name)
 
     def __getattr__(self, name: str):
