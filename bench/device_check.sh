@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The one-call GPU check (bench/device_check.sh), run from the repository root on the lent
+# GPU machine with $OUT set (the folder that comes back):
+#   1. the card (nvidia-smi)          2. build + install for sm_90, fail fast on a compiler error
+#   3. gpu (and cudasim) tests        4. compute-sanitizer memcheck + racecheck on bench/gpu_smoke.py
+#   5. benchmarks -> $OUT/bench.json  6. the Markdown table, last on stdout and in $OUT/summary.md
+# Every stage runs under `timeout`, sized from what is left of an 8-minute budget; a failing
+# test run is recorded and the benchmarks still run. $OUT holds at most 8 files:
+# device_check.log build.log pytest.log gpu-tests.xml memcheck.log racecheck.log bench.json summary.md
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+LOG="$OUT/device_check.log"
+BUDGET=${DEVICE_CHECK_BUDGET:-470}
+START=$(date +%s)
+declare -a RESULTS=()
+
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+# stage_timeout CAP RESERVE: CAP seconds, or less so that RESERVE seconds stay for later stages.
+stage_timeout() { local t=$(( $(left) - $2 )); (( t > $1 )) && t=$1; (( t < 5 )) && t=5; echo "$t"; }
+say() { echo "== [$(( $(date +%s) - START ))s] $*" | tee -a "$LOG"; }
+record() { RESULTS+=("| $1 | $2 | $(( $(date +%s) - $3 ))s |"); }
+
+say "1. device"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.total --format=csv 2>&1 | tee -a "$LOG"
+python3 -c "import sys, cupy, torch; print(sys.version.split()[0], 'cupy', cupy.__version__, 'torch', torch.__version__)" 2>&1 | tee -a "$LOG"
+
+say "2. build (sm_90) and install"
+t0=$(date +%s)
+export PYENGINE_CUDA=ON  # pyproject passes it to CMake: no silent CUDA-less build
+export CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90 -Dpybind11_DIR=$(python3 -m pybind11 --cmakedir)"
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-16}
+if ! timeout "$(stage_timeout 200 260)" python3 -m pip install --no-build-isolation --no-deps -v . >"$OUT/build.log" 2>&1; then
+  say "BUILD FAILED; the compiler said:"
+  grep -E "error|Error|FAILED" "$OUT/build.log" | head -40 | tee -a "$LOG"
+  tail -30 "$OUT/build.log" | tee -a "$LOG"
+  exit 1
+fi
+grep -E "spill|stack frame" "$OUT/build.log" | grep -v " 0 bytes" | head -10 | tee -a "$LOG"
+# The checkout's own pyengine/ shadows the installed one when run from here: put the built
+# extension beside the sources too (ignored by git: *.so).
+SO=$(cd /tmp && python3 -c "import pyengine._C as c; print(c.__file__)")
+cp "$SO" pyengine/ && echo "extension: $SO" | tee -a "$LOG"
+python3 -c "from pyengine.backend import cuda_backend as cb; print('available:', cb.available())" 2>&1 | tee -a "$LOG"
+record build ok "$t0"
+
+say "3. gpu and cudasim tests"
+t0=$(date +%s)
+# --maxfail instead of -x: this run is rare, so it should show every failure it can.
+# DEVICE_CHECK_TESTS narrows the run to some test files (default: every gpu/cudasim test).
+# shellcheck disable=SC2086
+PYENGINE_DEVICE_TESTS=1 timeout "$(stage_timeout 200 170)" python3 -m pytest ${DEVICE_CHECK_TESTS:-} \
+  -m "gpu or cudasim" -q --maxfail=25 -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" >"$OUT/pytest.log" 2>&1
+rc=$?
+tail -40 "$OUT/pytest.log" | tee -a "$LOG"
+record "gpu tests" "$( ((rc == 0)) && echo pass || echo "FAIL rc=$rc ($(tail -1 "$OUT/pytest.log"))")" "$t0"
+
+say "4. compute-sanitizer"
+for tool in memcheck racecheck; do
+  t0=$(date +%s)
+  cap=$([ "$tool" = memcheck ] && echo 60 || echo 75)
+  timeout "$(stage_timeout "$cap" 100)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+    python3 bench/gpu_smoke.py >"$OUT/$tool.log" 2>&1
+  rc=$?
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAIL|gpu_smoke:" "$OUT/$tool.log" | head -20 | tee -a "$LOG"
+  record "$tool" "$( ((rc == 0)) && echo clean || echo "rc=$rc (see $tool.log)")" "$t0"
+done
+
+say "5. benchmarks"
+t0=$(date +%s)
+timeout "$(stage_timeout 150 5)" python3 bench/gpu_bench.py --quick --out "$OUT/bench.json" \
+  --summary "$OUT/summary.md" >>"$LOG" 2>&1
+rc=$?
+record benchmarks "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
+
+say "6. summary"
+STAGES=$(printf '| stage | result | time |\n|---|---|---:|\n'; printf '%s\n' "${RESULTS[@]}")
+[ -f "$OUT/summary.md" ] || echo "(no benchmark table: see device_check.log)" >"$OUT/summary.md"
+printf '\n%s\n' "$STAGES" >>"$OUT/summary.md"
+{ echo; echo "$STAGES"; echo; cat "$OUT/summary.md"; } | tee -a "$LOG" >/dev/null
+echo "$STAGES"
+echo
+cat "$OUT/summary.md"
