@@ -78,7 +78,5 @@ say "6. summary"
 STAGES=$(printf '| stage | result | time |\n|---|---|---:|\n'; printf '%s\n' "${RESULTS[@]}")
 [ -f "$OUT/summary.md" ] || echo "(no benchmark table: see device_check.log)" >"$OUT/summary.md"
 printf '\n%s\n' "$STAGES" >>"$OUT/summary.md"
-{ echo; echo "$STAGES"; echo; cat "$OUT/summary.md"; } | tee -a "$LOG" >/dev/null
-echo "$STAGES"
-echo
-cat "$OUT/summary.md"
+echo | tee -a "$LOG"
+tee -a "$LOG" <"$OUT/summary.md"
