@@ -118,11 +118,11 @@ def matmul(a, b):
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
                          f"({a.shape[-1]} != {b.shape[-2]})")
     try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        return np.matmul(a, b)
     except ValueError:
+        # Inner sizes agree, so only the batch dimensions can have failed to broadcast.
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} "
                          f"do not broadcast") from None
-    return np.matmul(a, b)
 
 
 _LINEAR_ACTIVATIONS = {None: None, "relu": ("relu", None), "gelu": ("gelu", "none"),
@@ -504,9 +504,12 @@ def activation(name, x, param=None):
         # max/min pick x or slope*x exactly and run far faster than np.where.
         return np.maximum(x, x * slope) if slope <= 1 else np.minimum(x, x * slope)
     if name == "sigmoid":
-        # exp of a non-positive argument only, so large |x| neither overflows nor warns.
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        # 1 / (1 + e^-x) keeps its relative accuracy on both sides; for x below about -88
+        # (float32) e^-x overflows to inf and the result is the correct 0.
+        with np.errstate(over="ignore"):
+            y = np.exp(-x)
+        y += 1
+        return np.reciprocal(y, out=y)
     if name == "tanh":
         return np.tanh(x)
     if name == "selu":
