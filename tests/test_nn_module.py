@@ -342,3 +342,11 @@ def test_deepcopy_gives_independent_parameters(rng):
     twin[0].weight.data[...] = 0
     assert np.any(net[0].weight.detach().numpy() != 0)
     assert list(twin.state_dict()) == list(net.state_dict())
+
+
+def test_absent_optional_parameters_are_registered_as_none():
+    for m in (nn.Linear(2, 2, bias=False), nn.Conv2d(1, 1, 1, bias=False), nn.LayerNorm(2, bias=False),
+              nn.BatchNorm1d(2, affine=False)):
+        assert m.bias is None and "bias" in m._parameters
+        m.bias = nn.Parameter(pe.zeros(2 if not isinstance(m, nn.Conv2d) else 1))
+        assert "bias" in dict(m.named_parameters())

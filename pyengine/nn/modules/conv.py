@@ -52,7 +52,7 @@ class Conv2d(Module):
         self.padding_mode = padding_mode
         weight_shape = (out_channels, in_channels // groups) + self.kernel_size
         self.weight = Parameter(pe.empty(weight_shape, device=device, dtype=dtype))
-        self.bias = Parameter(pe.empty((out_channels,), device=device, dtype=dtype)) if bias else None
+        self.register_parameter("bias", Parameter(pe.empty(out_channels, device=device, dtype=dtype)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

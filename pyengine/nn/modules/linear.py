@@ -32,7 +32,7 @@ class Linear(Module):
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(pe.empty((out_features, in_features), device=device, dtype=dtype))
-        self.bias = Parameter(pe.empty((out_features,), device=device, dtype=dtype)) if bias else None
+        self.register_parameter("bias", Parameter(pe.empty(out_features, device=device, dtype=dtype)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

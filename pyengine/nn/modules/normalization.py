@@ -22,12 +22,11 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(s) for s in normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(pe.empty(self.normalized_shape, device=device, dtype=dtype))
-            self.bias = Parameter(pe.empty(self.normalized_shape, device=device, dtype=dtype)) if bias else None
-        else:
-            self.weight = None
-            self.bias = None
+        where = {"device": device, "dtype": dtype}
+        self.register_parameter("weight", Parameter(pe.empty(self.normalized_shape, **where))
+                                if elementwise_affine else None)
+        self.register_parameter("bias", Parameter(pe.empty(self.normalized_shape, **where))
+                                if elementwise_affine and bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -59,15 +58,9 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(pe.empty((num_features,), device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(pe.empty((num_features,), device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        where = {"device": device, "dtype": dtype}
+        self.register_parameter("weight", Parameter(pe.empty((num_features,), **where)) if affine else None)
+        self.register_parameter("bias", Parameter(pe.empty((num_features,), **where)) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", pe.zeros(num_features, device=device, dtype=dtype))
             self.register_buffer("running_var", pe.ones(num_features, device=device, dtype=dtype))
