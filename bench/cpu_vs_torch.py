@@ -115,8 +115,11 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(0)
     rows = []
+    from pyengine.commands.info import numpy_blas
+
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__}")
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__} "
+          f"with {numpy_blas()}")
     print(f"{'model':<8} {'batch':>5} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
     for name, (batch, shape) in CASES.items():
         x = rng.standard_normal((batch, *shape)).astype(np.float32)
@@ -130,7 +133,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"repeats": args.repeats, "torch": torch.__version__, "numpy": np.__version__,
-                       "cores": os.cpu_count(), "results": rows}, f, indent=1)
+                       "numpy_blas": numpy_blas(), "cores": os.cpu_count(), "results": rows}, f, indent=1)
     return 0
 
 
