@@ -237,3 +237,14 @@ def test_add_param_group_fills_defaults(rng):
     assert opt.param_groups[1]["lr"] == 0.01
     assert opt.param_groups[1]["momentum"] == 0.9
     assert len(opt.param_groups[1]["params"]) == 1 and opt.param_groups[1]["params"][0] is b
+
+
+def test_step_rejects_a_grad_that_does_not_match_its_parameter(rng):
+    p = nn.Parameter(pe.tensor(rng.standard_normal(3)))
+    opt = optim.SGD([p], lr=0.1)
+    p.grad = pe.tensor(rng.standard_normal(2))
+    with pytest.raises(RuntimeError, match=r"shape \(3,\) .* grad of shape \(2,\)"):
+        opt.step()
+    p.grad = pe.tensor(rng.standard_normal(3).astype(np.float32))
+    with pytest.raises(RuntimeError, match="pyengine.float32"):
+        opt.step()

@@ -90,9 +90,12 @@ class Optimizer:
     def _grads(group: dict):
         """(param, backend, grad array) for each parameter of ``group`` that has a grad, the
         gradient negated when the group maximizes."""
-        for p in group["params"]:
+        for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
+            if p.grad.shape != p.shape or p.grad.device != p.device or p.grad.dtype != p.dtype:
+                raise RuntimeError(f"param {i} of shape {p.shape} ({p.dtype}, {p.device}) has a grad of shape "
+                                   f"{p.grad.shape} ({p.grad.dtype}, {p.grad.device}); they must match")
             grad = p.grad.data
             if group.get("maximize", False):
                 grad = -grad
