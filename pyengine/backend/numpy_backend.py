@@ -2,9 +2,11 @@
 
 This is the reference every GPU backend is compared with and the path that trains the
 course's models on a laptop, so it is vectorised throughout: convolution is im2col (a
-strided view copied once) followed by batched float32 GEMMs, and the only Python loops run
-over kernel offsets (kh * kw) where a strided add beats scattering. Conventions (shapes,
-dtypes, argument meaning) are those documented in ``pyengine/backend/__init__.py``.
+strided view copied once, batch innermost) followed by one GEMM per group, and the only
+Python loops over data run over kernel offsets (kh * kw), where a whole-array strided add
+beats scattering. Temporaries of the elementwise hot paths (GELU, softmax, attention) are
+reused in place, since allocating large arrays costs as much as the arithmetic. Shapes,
+dtypes and argument meanings are those documented in ``pyengine/backend/__init__.py``.
 """
 from __future__ import annotations
 
@@ -150,7 +152,7 @@ def linear(x, w, b=None, activation=None):
 
 
 # --------------------------------------------------------------------------------------
-# Convolution: im2col through a strided view, batched GEMM, col2im by offset loops
+# Convolution: im2col through a strided view, one GEMM per group, col2im by offset loops
 # --------------------------------------------------------------------------------------
 
 def _conv_out(size, k, s, p, d):
@@ -189,7 +191,8 @@ def _batch_last(x, ph, pw):
     one contiguous run of wo * N elements, and every GEMM is a single large one.
     """
     n, c, h, w = x.shape
-    xt = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    alloc = np.zeros if ph or pw else np.empty
+    xt = alloc((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
     xt[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
     return xt
 
@@ -304,7 +307,8 @@ def max_pool2d(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False
     # copy plus argmax) several times slower than these whole-array passes. Strict ">"
     # keeps the first maximum in window order, PyTorch's tie rule.
     y = taps[0].copy()
-    arg = np.zeros(y.shape, dtype=np.int64)
+    # The tap number fits int16 for any real kernel; a narrow type halves the traffic.
+    arg = np.zeros(y.shape, dtype=np.int16 if len(taps) < 2 ** 15 else np.int64)
     for k in range(1, len(taps)):
         better = taps[k] > y
         np.maximum(y, taps[k], out=y)
