@@ -145,11 +145,12 @@ def fit(model, train_set, val_set=None, test_set=None, *, epochs: int = 10, batc
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             loss = _loss(task, model(x), y)
+            value = loss.item()
+            if not math.isfinite(value):  # checked before the update, so the weights stay usable
+                raise FloatingPointError(
+                    f"training loss became {value} at epoch {epoch}, step {b}; a lower learning rate may help")
             loss.backward()
             optimizer.step()
-            value = loss.item()
-            if value != value:
-                raise FloatingPointError(f"training loss became NaN at epoch {epoch}, step {b}")
             step += 1
             seen += x.shape[0]
             loss_sum += value * x.shape[0]

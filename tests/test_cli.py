@@ -11,7 +11,7 @@ import pytest
 
 import pyengine as pe
 from pyengine.cli import build_parser, main
-from pyengine.data import make_regression
+from pyengine.data import TensorDataset, make_regression
 from pyengine.models import get_model, model_spec
 from pyengine.train import fit, make_optimizer, split_dataset
 
@@ -141,3 +141,12 @@ def test_fit_rewrites_the_progress_line_on_a_terminal():
     finished = [part for part in text.split("\n") if part]
     assert len(finished) == 2
     assert all(part.startswith("\r") and "samples/s" in part for part in finished)
+
+
+def test_fit_stops_on_a_non_finite_loss():
+    pe.manual_seed(0)
+    train, _, _ = split_dataset(make_regression(n=101, features=3, seed=4), seed=0)
+    x, y = train.__getitems__(range(len(train)))
+    bad = TensorDataset(x, y * float("inf"))
+    with pytest.raises(FloatingPointError, match="training loss became inf at epoch 1, step 1"):
+        fit(get_model("mlp", sizes=(3, 5, 1)), bad, epochs=1, batch_size=8, task="regression", verbose=False)
