@@ -134,7 +134,8 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in", nonlinea
     return normal_(tensor, 0.0, std)
 
 
-def fan_in_uniform_(tensor: Tensor, fan_in: int) -> Tensor:
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Linear and Conv biases."""
+def _fan_in_uniform_(tensor: Tensor, fan_in: int) -> Tensor:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Linear and Conv biases (not a
+    PyTorch function; the layers' reset_parameters share it)."""
     bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return uniform_(tensor, -bound, bound)

@@ -59,7 +59,7 @@ class Conv2d(Module):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
-            init.fan_in_uniform_(self.bias, fan_in)
+            init._fan_in_uniform_(self.bias, fan_in)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

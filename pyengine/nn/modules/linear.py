@@ -39,7 +39,7 @@ class Linear(Module):
         # PyTorch's default: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            init.fan_in_uniform_(self.bias, self.in_features)
+            init._fan_in_uniform_(self.bias, self.in_features)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
