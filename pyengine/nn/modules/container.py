@@ -15,6 +15,14 @@ def _checked_index(idx, n: int, kind: str) -> int:
     return i % n
 
 
+def _renumber(container: Module, modules: list) -> None:
+    """Make ``modules`` the container's children under the names "0".."n-1" (PyTorch's
+    numbering after an insertion or deletion)."""
+    container._modules.clear()
+    for i, module in enumerate(modules):
+        container.add_module(str(i), module)
+
+
 class Sequential(Module):
     """Calls its modules in order. Built from modules (named "0", "1", ...) or from an
     OrderedDict of named modules; a slice keeps the original names, as PyTorch."""
@@ -38,14 +46,9 @@ class Sequential(Module):
         setattr(self, key, module)
 
     def __delitem__(self, idx) -> None:
-        keys = list(self._modules)
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[_checked_index(idx, len(self), "Sequential")]]):
-            del self._modules[key]
-        # Renumber so keys stay "0".."n-1" (PyTorch does the same after a deletion).
         items = list(self._modules.values())
-        self._modules.clear()
-        for i, module in enumerate(items):
-            self._modules[str(i)] = module
+        del items[idx if isinstance(idx, slice) else _checked_index(idx, len(self), "Sequential")]
+        _renumber(self, items)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -64,15 +67,13 @@ class Sequential(Module):
 
     def insert(self, index: int, module: Module) -> Sequential:
         if not isinstance(module, Module):
-            raise AssertionError(f"module should be of type Module, got {type(module).__name__}")
+            raise TypeError(f"Sequential.insert expects a Module, got {type(module).__name__}")
         n = len(self)
         if not -n <= index <= n:
             raise IndexError(f"Index out of range: {index} for Sequential of length {n}")
         items = list(self._modules.values())
         items.insert(index + n if index < 0 else index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
+        _renumber(self, items)
         return self
 
     def forward(self, x):
@@ -99,13 +100,8 @@ class ModuleList(Module):
 
     def __delitem__(self, idx) -> None:
         items = list(self._modules.values())
-        if isinstance(idx, slice):
-            del items[idx]
-        else:
-            del items[_checked_index(idx, len(self), "ModuleList")]
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
+        del items[idx if isinstance(idx, slice) else _checked_index(idx, len(self), "ModuleList")]
+        _renumber(self, items)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -133,9 +129,7 @@ class ModuleList(Module):
     def insert(self, index: int, module: Module) -> None:
         items = list(self._modules.values())
         items.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self.add_module(str(i), m)
+        _renumber(self, items)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList has no forward: iterate over it and call its modules")

@@ -62,8 +62,8 @@ class _BatchNorm(Module):
         self.register_parameter("weight", Parameter(pe.empty((num_features,), **where)) if affine else None)
         self.register_parameter("bias", Parameter(pe.empty((num_features,), **where)) if affine and bias else None)
         if track_running_stats:
-            self.register_buffer("running_mean", pe.zeros(num_features, device=device, dtype=dtype))
-            self.register_buffer("running_var", pe.ones(num_features, device=device, dtype=dtype))
+            self.register_buffer("running_mean", pe.zeros(num_features, **where))
+            self.register_buffer("running_var", pe.ones(num_features, **where))
             self.register_buffer("num_batches_tracked", pe.tensor(0, dtype=pe.int64, device=device))
         else:
             self.register_buffer("running_mean", None)
