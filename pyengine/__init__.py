@@ -30,6 +30,7 @@ amax, amin, argmax, argmin = Tensor.amax, Tensor.amin, Tensor.argmax, Tensor.arg
 reshape, flatten, squeeze, unsqueeze = Tensor.reshape, Tensor.flatten, Tensor.squeeze, Tensor.unsqueeze
 transpose, permute, masked_fill, clone = Tensor.transpose, Tensor.permute, Tensor.masked_fill, Tensor.clone
 max, min, isnan, isfinite = Tensor.max, Tensor.min, Tensor.isnan, Tensor.isfinite
+is_floating_point, numel = Tensor.is_floating_point, Tensor.numel
 
 _LAZY = ("nn", "optim", "data", "models")
 

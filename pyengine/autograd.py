@@ -39,14 +39,25 @@ class set_grad_enabled(contextlib.ContextDecorator):
         return False
 
 
-class no_grad(set_grad_enabled):
-    def __init__(self):
-        super().__init__(False)
+class _FixedMode(set_grad_enabled):
+    """A grad mode usable as ``with m():``, ``@m()`` or a bare ``@m`` decorator."""
+    _mode = True
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        self.mode = cls._mode
+        return self if func is None else self(func)
+
+    def __init__(self, func=None):
+        pass
 
 
-class enable_grad(set_grad_enabled):
-    def __init__(self):
-        super().__init__(True)
+class no_grad(_FixedMode):
+    _mode = False
+
+
+class enable_grad(_FixedMode):
+    _mode = True
 
 
 @contextlib.contextmanager

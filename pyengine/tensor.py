@@ -43,7 +43,9 @@ def _sizes(args):
 
 
 class Tensor:
-    __array_priority__ = 1000  # so ndarray (op) Tensor defers to Tensor's reflected operator
+    # ndarray (op) Tensor must reach Tensor's reflected operator (and so the graph) instead of
+    # NumPy converting the tensor to a plain array.
+    __array_ufunc__ = None
 
     def __init__(self, data, device=None, requires_grad=False, dtype=None):
         """Wrap a backend array without copying; other data is converted as pe.tensor does."""
@@ -274,6 +276,23 @@ class Tensor:
 
     def bool(self):
         return self._cast(bool_)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        from .ops.creation import zeros
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        from .ops.creation import ones
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        from .ops.creation import full
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        from .ops.creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
 
     def clone(self):
         return S.Clone.apply(self)

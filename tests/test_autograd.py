@@ -130,6 +130,32 @@ def test_no_grad_and_enable_grad(rng):
         return t * 3
     assert not f(x).requires_grad and pe.is_grad_enabled()
 
+    @pe.no_grad
+    def g(t):
+        return t * 3
+    assert not g(x).requires_grad and g.__name__ == "g"
+    with pe.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert pe.is_grad_enabled()
+
+
+def test_numpy_operand_on_the_left_keeps_the_graph(rng):
+    x = leaf(rng, 3)
+    y = np.array([1.0, 2.0, 3.0], np.float32) * x + np.float32(1.0)
+    assert isinstance(y, pe.Tensor) and y.requires_grad
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 2.0, 3.0])
+
+
+def test_view_shares_version_counter_outside_the_graph(rng):
+    w = leaf(rng, 3)
+    x = pe.tensor(rng.standard_normal(3), dtype=pe.float32)
+    y = w * x  # saves x for w's gradient
+    with pe.no_grad():
+        x[1:].mul_(2)  # an in-place write through a view of x
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
 
 def test_requires_grad_rules(rng):
     x = leaf(rng, 3)
