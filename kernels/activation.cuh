@@ -16,7 +16,8 @@ __device__ __forceinline__ float act_forward(int act, float x, float param) {
   switch (act) {
     case ACT_RELU: return x > 0.f ? x : 0.f;
     case ACT_LEAKY_RELU: return x > 0.f ? x : x * param;
-    case ACT_GELU: return 0.5f * x * (1.f + erff(x * kInvSqrt2));
+    // erfc, not 1 + erf: for x << 0 the sum cancels and loses every digit of the tail.
+    case ACT_GELU: return 0.5f * x * erfcf(-x * kInvSqrt2);
     case ACT_GELU_TANH: return 0.5f * x * (1.f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
     case ACT_SIGMOID: return 1.f / (1.f + expf(-x));
     case ACT_TANH: return tanhf(x);
@@ -32,7 +33,7 @@ __device__ __forceinline__ float act_backward(int act, float gy, float x, float 
     case ACT_RELU: return x > 0.f ? gy : 0.f;
     case ACT_LEAKY_RELU: return x > 0.f ? gy : gy * param;
     case ACT_GELU: {
-      const float cdf = 0.5f * (1.f + erff(x * kInvSqrt2));
+      const float cdf = 0.5f * erfcf(-x * kInvSqrt2);
       const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
       return gy * (cdf + x * pdf);
     }

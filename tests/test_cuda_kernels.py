@@ -32,8 +32,10 @@ def poisoned(shape, dtype=np.float32):
     return cp.full(shape, np.nan, dtype=dtype)
 
 
-def check(got, ref, tol=2e-5, what=""):
-    """Relative L2 error under tol; NaN never passes (unless the reference has it there)."""
+def check(got, ref, tol=2e-5, what="", scale=0.0):
+    """Relative L2 error under tol; NaN never passes (unless the reference has it there).
+    scale: a floor for the reference norm, for outputs that are small differences of O(scale)
+    terms (float32 cannot give those to a relative tol)."""
     got = cp.asnumpy(got).astype(np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
@@ -42,7 +44,7 @@ def check(got, ref, tol=2e-5, what=""):
     g, r = got[~special], ref[~special]
     bad = np.count_nonzero(~np.isfinite(g))
     assert bad == 0, f"{what}: {bad} NaN/inf entries (unwritten outputs?)"
-    err = np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-30)
+    err = np.linalg.norm(g - r) / max(np.linalg.norm(r), scale, 1e-30)
     assert err < tol, f"{what}: relative error {err:.2e} >= {tol:.0e}"
 
 
@@ -314,7 +316,9 @@ def test_activation_forward_backward(rng, name, param, n):
     check(y, y_ref, tol=2e-6, what=f"{name} forward")
     g_ref = nb.activation_backward(name, gy.astype(np.float64), x64, y_ref, param)
     gx = cb.activation_backward(name, dev(gy), dev(x), y, param, out=poisoned((n,)))
-    check(gx, g_ref, tol=2e-6, what=f"{name} backward")
+    # sigmoid' = y(1-y) and tanh' = 1-y^2 from a float32 y near saturation cancel: measure
+    # the error against |gy| (the derivative is at most 1), not against the tiny product.
+    check(gx, g_ref, tol=2e-6, what=f"{name} backward", scale=float(np.linalg.norm(gy)) * 0.1)
 
 
 @pytest.mark.parametrize("offset", [1, 2, 3])

@@ -189,6 +189,8 @@ def _matrix_strides(x):
     """(x, (row, col) strides in elements) when one axis has unit stride and the other a
     positive one (the kernel's layouts), else (None, None): the caller copies."""
     rows, cols = x.shape[-2:]
+    if x.size == 0:  # k == 0: nothing is read, any layout will do
+        return x, (max(cols, 1), 1)
     rs, cs = x.strides[-2] // x.itemsize, x.strides[-1] // x.itemsize
     if (cs == 1 or cols == 1) and (rows == 1 or rs > 0):
         return x, (rs if rows > 1 else cols, 1)
