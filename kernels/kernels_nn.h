@@ -67,13 +67,15 @@ constexpr int kAttnMaxHeadDim = 128;
 
 // In-place optimizer updates over n contiguous floats (PyTorch's formulas; see optim.cu).
 // buf may be 0 when momentum == 0.
-void sgd_step(std::uintptr_t param, std::uintptr_t grad, std::uintptr_t buf, long long n, float lr,
-              float momentum, float dampening, bool nesterov, float weight_decay, bool first_step,
+// Hyperparameters are doubles so that 1 - beta and the bias corrections are exact before the
+// single rounding to float.
+void sgd_step(std::uintptr_t param, std::uintptr_t grad, std::uintptr_t buf, long long n, double lr,
+              double momentum, double dampening, bool nesterov, double weight_decay, bool first_step,
               std::uintptr_t stream);
 // max_exp_avg_sq may be 0 unless amsgrad; step is the 1-based count after increment.
 void adam_step(std::uintptr_t param, std::uintptr_t grad, std::uintptr_t exp_avg, std::uintptr_t exp_avg_sq,
-               std::uintptr_t max_exp_avg_sq, long long n, long long step, float lr, float beta1,
-               float beta2, float eps, float weight_decay, bool decoupled, bool amsgrad,
+               std::uintptr_t max_exp_avg_sq, long long n, long long step, double lr, double beta1,
+               double beta2, double eps, double weight_decay, bool decoupled, bool amsgrad,
                std::uintptr_t stream);
 
 }  // namespace pyengine
