@@ -18,7 +18,8 @@ __device__ __forceinline__ float act_forward(int act, float x, float param) {
     case ACT_LEAKY_RELU: return x > 0.f ? x : x * param;
     // erfc, not 1 + erf: for x << 0 the sum cancels and loses every digit of the tail.
     case ACT_GELU: return 0.5f * x * erfcf(-x * kInvSqrt2);
-    case ACT_GELU_TANH: return 0.5f * x * (1.f + tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+    // 0.5 (1 + tanh u) = sigmoid(2u): the same value without 1 + tanh's cancellation at x << 0.
+    case ACT_GELU_TANH: return x / (1.f + expf(-2.f * kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
     case ACT_SIGMOID: return 1.f / (1.f + expf(-x));
     case ACT_TANH: return tanhf(x);
     case ACT_SELU: return x > 0.f ? kSeluScale * x : kSeluScale * kSeluAlpha * expm1f(x);
@@ -38,10 +39,10 @@ __device__ __forceinline__ float act_backward(int act, float gy, float x, float 
       return gy * (cdf + x * pdf);
     }
     case ACT_GELU_TANH: {
-      const float inner = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
-      const float t = tanhf(inner);
-      const float dinner = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * x * x);
-      return gy * (0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * dinner);
+      // With s = sigmoid(2u): 0.5 (1 + tanh u) = s and 0.5 (1 - tanh^2 u) = 2 s (1 - s).
+      const float s = 1.f / (1.f + expf(-2.f * kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+      const float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * x * x);
+      return gy * (s + 2.f * x * s * (1.f - s) * du);
     }
     case ACT_SIGMOID: return gy * y * (1.f - y);
     case ACT_TANH: return gy * (1.f - y * y);

@@ -317,8 +317,8 @@ def test_activation_forward_backward(rng, name, param, n):
     g_ref = nb.activation_backward(name, gy.astype(np.float64), x64, y_ref, param)
     gx = cb.activation_backward(name, dev(gy), dev(x), y, param, out=poisoned((n,)))
     # sigmoid' = y(1-y) and tanh' = 1-y^2 from a float32 y near saturation cancel: measure
-    # the error against |gy| (the derivative is at most 1), not against the tiny product.
-    check(gx, g_ref, tol=2e-6, what=f"{name} backward", scale=float(np.linalg.norm(gy)) * 0.1)
+    # the error against |gy| (every derivative here is O(1)), not against the tiny product.
+    check(gx, g_ref, tol=2e-6, what=f"{name} backward", scale=float(np.linalg.norm(gy)))
 
 
 @pytest.mark.parametrize("offset", [1, 2, 3])
