@@ -150,3 +150,8 @@ def test_fit_stops_on_a_non_finite_loss():
     bad = TensorDataset(x, y * float("inf"))
     with pytest.raises(FloatingPointError, match="training loss became inf at epoch 1, step 1"):
         fit(get_model("mlp", sizes=(3, 5, 1)), bad, epochs=1, batch_size=8, task="regression", verbose=False)
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "info" in capsys.readouterr().out

@@ -170,8 +170,9 @@ class DataLoader:
     batches epoch after epoch. ``drop_last`` drops a final incomplete batch.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *, drop_last: bool = False,
                  collate_fn=None, generator=None):
+        # Keyword-only past shuffle: PyTorch's next positional parameter is ``sampler``.
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.dataset = dataset
