@@ -65,6 +65,11 @@ def test_state_dict_keys_equal_torch_for_the_same_structure():
     assert list(ours) == list(theirs)
     assert [tuple(v.shape) for v in ours.values()] == [tuple(v.shape) for v in theirs.values()]
     assert repr(build(nn)) == repr(build(torch.nn))
+    # a torch state dict loads as it is (CPU torch tensors convert through np.asarray)
+    model = build(nn)
+    model.load_state_dict(theirs)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), theirs[k].numpy(), err_msg=k)
 
 
 def test_shared_parameters_are_listed_once():

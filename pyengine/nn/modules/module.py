@@ -299,11 +299,11 @@ class Module:
         return destination
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Copy ``state_dict`` (values: Tensors or NumPy arrays) into this module's parameters
-        and buffers in place, cast to each one's dtype and device. Shape mismatches always
-        raise; missing or unexpected keys raise when ``strict``. Returns
-        ``(missing_keys, unexpected_keys)``. ``assign`` is accepted for PyTorch compatibility
-        and ignored: values are always copied."""
+        """Copy ``state_dict`` into this module's parameters and buffers in place, cast to each
+        one's dtype and device. Values may be Tensors, NumPy arrays or anything ``np.asarray``
+        takes (CPU torch tensors do). Shape mismatches always raise; missing or unexpected keys
+        raise when ``strict``. Returns ``(missing_keys, unexpected_keys)``. ``assign`` is
+        accepted for PyTorch compatibility and ignored: values are always copied."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
         own = self.state_dict(keep_vars=True)
@@ -320,12 +320,15 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            array = value.detach().numpy() if isinstance(value, Tensor) else value
-            if not isinstance(array, (np.ndarray, np.generic, int, float, bool)):
+            if isinstance(value, Tensor):
+                array = value.detach().numpy()
+            elif isinstance(value, (int, float, bool)) or hasattr(value, "__array__"):
+                # NumPy arrays and anything that converts to one (a CPU torch.Tensor does)
+                array = np.asarray(value)
+            else:
                 errors.append(f'While copying the parameter named "{key}", expected a Tensor or NumPy '
                               f"array, got {type(value).__name__}.")
                 continue
-            array = np.asarray(array)
             if array.shape != tuple(target.shape):
                 errors.append(f"size mismatch for {key}: copying a param with shape {array.shape} from "
                               f"checkpoint, the shape in current model is {tuple(target.shape)}.")
