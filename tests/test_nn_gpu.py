@@ -137,3 +137,19 @@ def test_model_moved_after_optimizer_creation_trains_on_gpu(rng, provider, tmp_p
     cpu_opt.load_state_dict(pe.load(tmp_path / "opt.npz"))
     state = cpu_opt.state[next(iter(cpu_model.parameters()))]
     assert state["step"] == 20 and state["exp_avg"].device == "cpu"
+
+
+def test_layers_built_on_the_gpu_are_initialised_there(provider):
+    lin = nn.Linear(333, 129, device="cuda")
+    bn = nn.BatchNorm2d(17, device="cuda", dtype=pe.float64)
+    emb = nn.Embedding(1000, 65, padding_idx=3, device="cuda")
+    for t in list(lin.parameters()) + list(bn.parameters()) + list(bn.buffers()) + [emb.weight]:
+        assert t.device == "cuda"
+    w = lin.weight.detach().cpu().numpy()
+    bound = 1 / np.sqrt(333)
+    assert np.abs(w).max() <= bound and w.std() == pytest.approx(bound / np.sqrt(3), rel=0.03)
+    assert bn.running_var.dtype == pe.float64 and bn.num_batches_tracked.dtype == pe.int64
+    e = emb.weight.detach().cpu().numpy()
+    assert np.all(e[3] == 0) and e.std() == pytest.approx(1.0, rel=0.03)
+    t = nn.init.trunc_normal_(pe.empty(301, 333, device="cuda"), 0.0, 1.0, -0.5, 1.5).cpu().numpy()
+    assert t.min() >= -0.5 and t.max() <= 1.5 and t.min() < -0.49 and t.max() > 1.49
