@@ -155,3 +155,12 @@ def test_fit_stops_on_a_non_finite_loss():
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "info" in capsys.readouterr().out
+
+
+def test_info_blas_falls_back_to_numpy_build_config(monkeypatch):
+    from pyengine.commands.info import numpy_blas
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # makes `import threadpoolctl` fail
+    expected = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    text = numpy_blas()
+    assert text.startswith(expected) and text.endswith("(from numpy build config)")
