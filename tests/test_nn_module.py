@@ -94,6 +94,7 @@ def test_load_state_dict_round_trip_numpy_and_tensors(rng):
     as_numpy["body.0.bn.num_batches_tracked"] = np.array(7)
     result = dst.load_state_dict(as_numpy)
     assert result.missing_keys == [] and result.unexpected_keys == []
+    assert repr(result) == "<All keys matched successfully>"
     for k, v in dst.state_dict().items():
         np.testing.assert_array_equal(v.numpy(), as_numpy[k])
     assert dst.body[0].bn.num_batches_tracked.dtype == pe.int64
@@ -355,3 +356,12 @@ def test_absent_optional_parameters_are_registered_as_none():
         assert m.bias is None and "bias" in m._parameters
         m.bias = nn.Parameter(pe.zeros(2 if not isinstance(m, nn.Conv2d) else 1))
         assert "bias" in dict(m.named_parameters())
+
+
+def test_every_exported_name_resolves():
+    from pyengine import optim
+    for name in nn.__all__:
+        assert getattr(nn, name) is not None, name
+    for name in optim.__all__:
+        assert getattr(optim, name) is not None, name
+    assert issubclass(nn.LSTM, nn.Module) and issubclass(nn.TransformerEncoderLayer, nn.Module)
