@@ -92,6 +92,8 @@ def test_pairwise_losses_check_shapes_and_range(rng):
     a = pe.tensor(rng.uniform(0.1, 0.9, (3, 4)))
     with pytest.raises(ValueError, match=r"target size \(4, 3\) is different to the input size \(3, 4\)"):
         F.mse_loss(a, pe.tensor(rng.standard_normal((4, 3))))
+    with pytest.raises(ValueError, match=r"l1_loss: weight of shape \(4,\) must have the size of input \(3, 4\)"):
+        F.l1_loss(a, a, weight=pe.tensor(np.ones(4)))
     with pytest.raises(ValueError, match="between 0 and 1"):
         F.binary_cross_entropy(pe.tensor(np.array([0.5, 1.5])), pe.tensor(np.array([0.0, 1.0])))
     with pytest.raises(ValueError, match=r"pos_weight of shape \(3,\) does not broadcast to input of shape \(3, 4\)"):

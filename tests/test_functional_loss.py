@@ -141,6 +141,17 @@ def test_mse_and_l1_match_reference_and_gradcheck(rng, reduction):
     assert gradcheck(lambda a, b: F.l1_loss(a, b, reduction=reduction), (leaf(xs), leaf(ts)))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_weighted_mse_and_l1_mean_divides_by_weight_sum(rng, reduction):
+    x, t, w = rng.standard_normal((3, 5)), rng.standard_normal((3, 5)), rng.uniform(0.1, 2, (3, 5))
+    red = {"mean": lambda a: a.sum() / w.sum(), "sum": np.sum, "none": lambda a: a}[reduction]
+    for fn, f in ((F.mse_loss, lambda d: d * d), (F.l1_loss, np.abs)):
+        y = fn(leaf(x), leaf(t), reduction=reduction, weight=pe.tensor(w))
+        np.testing.assert_allclose(y.detach().numpy(), red(w * f(x - t)), rtol=1e-12)
+        assert gradcheck(lambda a, b: fn(a, b, reduction=reduction, weight=pe.tensor(w)),
+                         (leaf(x), leaf(t)))
+
+
 def test_losses_keep_float32(rng):
     x = pe.tensor(rng.standard_normal((3, 5)).astype(np.float32))
     t = pe.tensor(rng.standard_normal((3, 5)).astype(np.float32))
@@ -222,6 +233,13 @@ def test_losses_match_torch_with_grads(rng):
             np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-9, atol=1e-12)
     p = rng.uniform(0.05, 0.95, (3, 4))
     s = rng.uniform(0, 1, (3, 4))
+    w = rng.uniform(0.1, 2, (3, 4))
+    for ours, theirs in ((F.mse_loss, tf.mse_loss), (F.l1_loss, tf.l1_loss)):
+        for reduction in ("mean", "sum"):
+            np.testing.assert_allclose(
+                ours(pe.tensor(p), pe.tensor(s), reduction=reduction, weight=pe.tensor(w)).numpy(),
+                theirs(torch.tensor(p), torch.tensor(s), reduction=reduction,
+                       weight=torch.tensor(w)).numpy(), rtol=1e-12)
     pw = rng.uniform(0.5, 3, 4)
     np.testing.assert_allclose(
         F.binary_cross_entropy(pe.tensor(p), pe.tensor(s)).detach().numpy(),

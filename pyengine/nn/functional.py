@@ -433,16 +433,28 @@ def _pair_loss_args(op, input, target):
     _same_dtype(op, "input", input, "target", target)
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
-    """Mean squared error. Unlike PyTorch, different input/target shapes raise."""
-    _pair_loss_args("mse_loss", input, target)
-    return MSELoss.apply(input, target, _reduction("mse_loss", reduction, size_average, reduce))
+def _pointwise_loss(op, fn, input, target, size_average, reduce, reduction, weight):
+    _pair_loss_args(op, input, target)
+    w = _constant(op, "weight", weight)
+    if w is not None:
+        if tuple(weight.shape) != tuple(input.shape):
+            raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} must have the size "
+                             f"of input {tuple(input.shape)}")
+        _same_dtype(op, "input", input, "weight", weight)
+    return fn.apply(input, target, w, _reduction(op, reduction, size_average, reduce))
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
-    """Mean absolute error. Unlike PyTorch, different input/target shapes raise."""
-    _pair_loss_args("l1_loss", input, target)
-    return L1Loss.apply(input, target, _reduction("l1_loss", reduction, size_average, reduce))
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean squared error; with weight, 'mean' divides by weight.sum(), as PyTorch.
+    Unlike PyTorch, input and target of different shapes raise instead of broadcasting."""
+    return _pointwise_loss("mse_loss", MSELoss, input, target, size_average, reduce,
+                           reduction, weight)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean absolute error; weight and shapes as mse_loss."""
+    return _pointwise_loss("l1_loss", L1Loss, input, target, size_average, reduce, reduction,
+                           weight)
 
 
 def _broadcast_weight(op, name, weight, input):

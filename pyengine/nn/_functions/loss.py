@@ -26,36 +26,49 @@ def unreduce(xp, g, shape, reduction, denominator=None):
     return xp.broadcast_to(g, shape)
 
 
+def _pointwise_forward(ctx, value, x, t, weight, reduction):
+    """loss = weight * value(x - t) elementwise; with a weight, 'mean' divides by its sum."""
+    xp = ctx.backend.xp
+    d = x - t
+    loss = value(xp, d)
+    denominator = None
+    if weight is not None:
+        loss = loss * weight
+        denominator = weight.sum()
+    ctx.save_for_backward(d, weight, denominator)
+    ctx.reduction = reduction
+    return reduce(xp, loss, reduction, denominator)
+
+
+def _pointwise_backward(ctx, slope, g):
+    """Gradients w.r.t. x and t of ``_pointwise_forward``; slope is value's derivative."""
+    d, weight, denominator = ctx.saved_tensors
+    xp = ctx.backend.xp
+    g = unreduce(xp, g, d.shape, ctx.reduction, denominator)
+    if weight is not None:
+        g = g * weight
+    gd = slope(xp, d) * g
+    return gd, -gd, None, None
+
+
 class MSELoss(Function):
     @staticmethod
-    def forward(ctx, x, t, reduction):
-        d = x - t
-        ctx.save_for_backward(d)
-        ctx.reduction = reduction
-        return reduce(ctx.backend.xp, d * d, reduction)
+    def forward(ctx, x, t, weight, reduction):
+        return _pointwise_forward(ctx, lambda xp, d: d * d, x, t, weight, reduction)
 
     @staticmethod
     def backward(ctx, g):
-        (d,) = ctx.saved_tensors
-        gd = 2 * d * unreduce(ctx.backend.xp, g, d.shape, ctx.reduction)
-        return gd, -gd, None
+        return _pointwise_backward(ctx, lambda xp, d: 2 * d, g)
 
 
 class L1Loss(Function):
     @staticmethod
-    def forward(ctx, x, t, reduction):
-        xp = ctx.backend.xp
-        d = x - t
-        ctx.save_for_backward(d)
-        ctx.reduction = reduction
-        return reduce(xp, xp.abs(d), reduction)
+    def forward(ctx, x, t, weight, reduction):
+        return _pointwise_forward(ctx, lambda xp, d: xp.abs(d), x, t, weight, reduction)
 
     @staticmethod
     def backward(ctx, g):
-        (d,) = ctx.saved_tensors
-        xp = ctx.backend.xp
-        gd = xp.sign(d) * unreduce(xp, g, d.shape, ctx.reduction)
-        return gd, -gd, None
+        return _pointwise_backward(ctx, lambda xp, d: xp.sign(d), g)
 
 
 # PyTorch clamps log(p) at -100 so p == 0 or 1 gives a finite loss, and floors p*(1-p)
