@@ -17,19 +17,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-
-def _tensor_type():
-    # Imported late: pyengine/__init__ imports this package, and tensors are only needed
-    # once batches are made.
-    from pyengine.tensor import Tensor
-    return Tensor
+from pyengine.backend import get_backend
+from pyengine.tensor import Tensor
 
 
 def _as_generator(generator) -> np.random.Generator:
     if isinstance(generator, np.random.Generator):
         return generator
     if generator is None:
-        from pyengine.backend import get_backend
         seed = int(get_backend("cpu").randint(0, 2**31 - 1, ()))
         return np.random.default_rng(seed)
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
@@ -55,7 +50,6 @@ class TensorDataset(Dataset):
     def __init__(self, *tensors):
         if not tensors:
             raise ValueError("TensorDataset needs at least one tensor")
-        Tensor = _tensor_type()
         for i, t in enumerate(tensors):
             if not isinstance(t, Tensor):
                 raise TypeError(f"TensorDataset argument {i} is a {type(t).__name__}, expected a Tensor")
@@ -80,10 +74,9 @@ class TensorDataset(Dataset):
 def _take_rows(t, indices):
     """Rows ``indices`` of tensor ``t`` as a new tensor, without building an autograd node
     (a batch of data is a leaf, as PyTorch's collate makes it)."""
-    from pyengine.backend import get_backend
     backend = get_backend(t.device)
     idx = backend.asarray(np.asarray(indices, dtype=np.int64))
-    return _tensor_type()._make(t.data[idx], t.device)
+    return Tensor._make(t.data[idx], t.device)
 
 
 class Subset(Dataset):
@@ -141,14 +134,12 @@ def random_split(dataset, lengths: Sequence[float], generator=None) -> list[Subs
 def default_collate(samples: list) -> Any:
     """Stack a list of samples into a batch: tuples position by position, Tensors and NumPy
     arrays along a new first dimension, Python ints as int64 and floats as float32."""
-    Tensor = _tensor_type()
     first = samples[0]
     if isinstance(first, (tuple, list)):
         return type(first)(default_collate(list(col)) for col in zip(*samples))
     if isinstance(first, dict):
         return {k: default_collate([s[k] for s in samples]) for k in first}
     if isinstance(first, Tensor):
-        from pyengine.backend import get_backend
         backend = get_backend(first.device)
         return Tensor._make(backend.xp.stack([s.data for s in samples]), first.device)
     if isinstance(first, np.ndarray):

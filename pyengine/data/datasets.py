@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pyengine.tensor import Tensor
+
 from .dataset import TensorDataset
 
 _DIGITS = Path(__file__).with_name("digits.npz")
 
 
 def _dataset(*arrays: np.ndarray) -> TensorDataset:
-    from pyengine.tensor import Tensor
     return TensorDataset(*(Tensor._make(np.ascontiguousarray(a), "cpu") for a in arrays))
 
 
