@@ -635,7 +635,7 @@ class Tensor:
                 if it.device != self.device:
                     raise RuntimeError(f"indices are on {it.device} but the indexed tensor is on {self.device}")
                 it = it.data
-            elif isinstance(it, list):
+            elif isinstance(it, list) or (isinstance(it, np.ndarray) and self.device != "cpu"):
                 it = self._backend.xp.asarray(it)
             out.append(it)
         return tuple(out)
@@ -691,6 +691,9 @@ class Tensor:
                                f"shape {list(out.shape)}")
         if out.dtype.category > self.dtype.category:
             raise RuntimeError(f"result type {out.dtype} can't be cast to the desired output type {self.dtype}")
+        if not self.data.flags.writeable:
+            raise RuntimeError("unsupported operation: this tensor's memory is read-only or shared "
+                               "by several of its elements (an expand()); clone() it first")
         self.data[...] = out.data
         self._version_counter.value += 1
         if out.requires_grad:

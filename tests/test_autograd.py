@@ -248,6 +248,12 @@ def test_inplace_shape_and_dtype_errors():
         i.add_(0.5)
 
 
+def test_inplace_on_expanded_tensor_raises():
+    e = pe.ones(1, 3).expand(4, 3)
+    with pytest.raises(RuntimeError, match="clone"):
+        e.mul_(2)
+
+
 def test_inplace_through_view_of_grad_tensor_raises(rng):
     y = leaf(rng, 3, 4) * 1
     with pytest.raises(RuntimeError, match="view"):
