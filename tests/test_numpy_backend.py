@@ -634,3 +634,35 @@ def test_adam_matches_torch(rng, cls, amsgrad, wd):
         nb.adam_step(p, g, m, v, vmax, step, 0.01, 0.8, 0.95, 1e-6, wd, cls == "AdamW", amsgrad)
         assert p.dtype == np.float32
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_float32_stays_float32(rng):
+    """No op silently promotes float32 work to float64 (speed, and parity with the GPU)."""
+    f = np.float32
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(f)
+
+    x4, w4 = r(2, 3, 7, 5), r(4, 3, 3, 3)
+    y = nb.conv2d(x4, w4, r(4), (1, 1), (1, 1), (1, 1), 1)
+    outs = [y, *nb.conv2d_backward(y, x4, w4, (1, 1), (1, 1), (1, 1), 1)]
+    mp, idx = nb.max_pool2d(x4, (2, 2), (2, 2), (0, 0))
+    outs += [mp, nb.max_pool2d_backward(mp, idx, x4.shape)]
+    ap = nb.avg_pool2d(x4, (3, 3), (2, 2), (1, 1), True, False, None)
+    outs += [ap, nb.avg_pool2d_backward(ap, x4.shape, (3, 3), (2, 2), (1, 1), True, False, None)]
+    x2 = r(5, 7)
+    outs += [nb.linear(x2, r(3, 7), r(3), "gelu"), nb.softmax(x2, 1), nb.softmax(x2, 0, log=True)]
+    t = rng.integers(0, 7, 5)
+    loss, lse = nb.cross_entropy(x2, t, -100, 0.1)
+    outs += [loss, lse, nb.cross_entropy_backward(loss, x2, t, lse, -100, 0.1)]
+    ln = nb.layer_norm(x2, r(7), r(7), 1e-5)
+    outs += [*ln, *nb.layer_norm_backward(x2, x2, r(7), ln[1], ln[2])]
+    rm, rv = np.zeros(3, f), np.ones(3, f)
+    bn = nb.batch_norm(x4, rm, rv, r(3), r(3), True, 0.1, 1e-5)
+    outs += [*bn, rm, rv, *nb.batch_norm_backward(x4, x4, r(3), bn[1], bn[2], True)]
+    q = r(2, 5, 4)
+    out, saved = nb.sdpa(q, q, q, None, True, None, 0.2)
+    outs += [out, *nb.sdpa_backward(out, q, q, q, out, saved, None, True, None, 0.2)]
+    outs += [nb.embedding_backward(r(3, 4), np.array([0, 2, 2]), 5, None),
+             nb.scatter_add((5, 4), (np.array([0, 0, 3]),), r(3, 4))]
+    assert [o.dtype for o in outs] == [np.dtype(f)] * len(outs)
