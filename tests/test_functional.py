@@ -496,6 +496,18 @@ def test_pad_constant_matches_reference_and_gradcheck(rng, pad, value):
     assert gradcheck(lambda a: F.pad(a, pad, value=value), (leaf(x),))
 
 
+@pytest.mark.parametrize("mode, np_mode", [("reflect", "reflect"), ("replicate", "edge"),
+                                           ("circular", "wrap")])
+@pytest.mark.parametrize("pad", [(2, 1), (1, 3, 0, 0, 2, 1), (0, 0, 3, 2)])
+def test_pad_index_modes_match_numpy_and_gradcheck(rng, mode, np_mode, pad):
+    x = rng.standard_normal((3, 4, 5))
+    y = F.pad(leaf(x), pad, mode=mode)
+    widths = [(0, 0)] * (3 - len(pad) // 2) + [(pad[2 * i], pad[2 * i + 1])
+                                               for i in reversed(range(len(pad) // 2))]
+    np.testing.assert_array_equal(y.detach().numpy(), np.pad(x, widths, mode=np_mode))
+    assert gradcheck(lambda a: F.pad(a, pad, mode=mode), (leaf(x),))
+
+
 @pytest.mark.torch
 def test_misc_ops_match_torch(rng):
     torch = pytest.importorskip("torch")
@@ -503,6 +515,14 @@ def test_misc_ops_match_torch(rng):
     x = rng.standard_normal((2, 3, 5))
     np.testing.assert_array_equal(F.pad(pe.tensor(x), (2, -1, 1, 0), value=0.5).detach().numpy(),
                                   tf.pad(torch.tensor(x), (2, -1, 1, 0), value=0.5).detach().numpy())
+    for mode in ("reflect", "replicate", "circular"):
+        ours, theirs = leaf(x), torch.tensor(x, requires_grad=True)
+        y, ty = F.pad(ours, (2, 3, 1, 2), mode=mode), tf.pad(theirs, (2, 3, 1, 2), mode=mode)
+        gy = rng.standard_normal(ty.shape)
+        y.backward(pe.tensor(gy))
+        ty.backward(torch.tensor(gy))
+        np.testing.assert_array_equal(y.detach().numpy(), ty.detach().numpy())
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
     idx = rng.integers(0, 6, (3, 4))
     np.testing.assert_array_equal(F.one_hot(pe.tensor(idx), 6).detach().numpy(),
                                   tf.one_hot(torch.tensor(idx), 6).detach().numpy())

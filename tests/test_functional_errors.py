@@ -127,8 +127,12 @@ def test_dropout_embedding_one_hot_pad_arguments(rng):
         F.one_hot(pe.tensor(np.array([1, 4])), 3)
     with pytest.raises(ValueError, match="pad must be an even number of ints"):
         F.pad(x, (1, 2, 3))
-    with pytest.raises(NotImplementedError, match="mode 'reflect' is not supported"):
-        F.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match=r"reflect padding \(4, 4\) of dim 1 must be at most 3"):
+        F.pad(x, (4, 4), mode="reflect")
+    with pytest.raises(ValueError, match="mode must be 'constant', 'reflect'"):
+        F.pad(x, (1, 1), mode="mirror")
+    with pytest.raises(ValueError, match="negative padding .* only supported in mode='constant'"):
+        F.pad(x, (1, -1), mode="replicate")
 
 
 def test_attention_arguments(rng):

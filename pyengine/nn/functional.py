@@ -21,7 +21,7 @@ from ._functions.dropout_embedding import AlphaDropout, Dropout, Embedding
 from ._functions.linear import Linear
 from ._functions.loss import BCELoss, BCEWithLogitsLoss, L1Loss, MSELoss
 from ._functions.norm import BatchNorm, LayerNorm
-from ._functions.pad import ConstantPad
+from ._functions.pad import ConstantPad, IndexPad
 from ._functions.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from ._functions.softmax_loss import CrossEntropy, NLLLoss, Softmax
 
@@ -670,21 +670,42 @@ def one_hot(tensor, num_classes=-1):
     return Tensor._make(out, tensor.device)
 
 
+_INDEX_PAD_LIMIT = {"reflect": 1, "replicate": None, "circular": 0}
+
+
 def pad(input, pad, mode="constant", value=None):
     """Pad the last len(pad)//2 dims: pad = (last_before, last_after, prev_before, ...).
-    Only mode='constant' is implemented; negative amounts crop."""
+
+    mode 'constant' fills with value (0 by default) and crops where an amount is negative;
+    'reflect' mirrors without repeating the edge, 'replicate' repeats it, 'circular' wraps.
+    """
     op = "pad"
     _tensor(op, "input", input)
-    if mode != "constant":
-        raise NotImplementedError(f"{op}: mode {mode!r} is not supported (only 'constant')")
     pad = tuple(pad)
     if len(pad) % 2 or len(pad) > 2 * input.ndim or not all(isinstance(p, int) for p in pad):
         raise ValueError(f"{op}: pad must be an even number of ints, at most 2 per dim of "
                          f"input of shape {tuple(input.shape)}, got {pad}")
     n = len(pad) // 2
     pairs = [(0, 0)] * (input.ndim - n) + [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(n))]
+    if mode == "constant":
+        for size, (lo, hi), axis in zip(input.shape, pairs, range(input.ndim)):
+            if size + lo + hi < 0:
+                raise ValueError(f"{op}: padding {pad} makes dim {axis} of input of shape "
+                                 f"{tuple(input.shape)} negative")
+        return ConstantPad.apply(input, tuple(pairs), 0.0 if value is None else value)
+    if mode not in _INDEX_PAD_LIMIT:
+        raise ValueError(f"{op}: mode must be 'constant', 'reflect', 'replicate' or "
+                         f"'circular', got {mode!r}")
+    if value not in (None, 0, 0.0):
+        raise ValueError(f"{op}: value is only used with mode='constant', got {value!r}")
+    if min(pad, default=0) < 0:
+        raise ValueError(f"{op}: negative padding {pad} is only supported in mode='constant'")
+    slack = _INDEX_PAD_LIMIT[mode]
     for size, (lo, hi), axis in zip(input.shape, pairs, range(input.ndim)):
-        if size + lo + hi < 0:
-            raise ValueError(f"{op}: padding {pad} makes dim {axis} of input of shape "
-                             f"{tuple(input.shape)} negative")
-    return ConstantPad.apply(input, tuple(pairs), 0.0 if value is None else value)
+        if slack is not None and max(lo, hi) > size - slack:
+            raise ValueError(f"{op}: {mode} padding {(lo, hi)} of dim {axis} must be at most "
+                             f"{size - slack} for input of shape {tuple(input.shape)}")
+        if size == 0 and (lo or hi):
+            raise ValueError(f"{op}: cannot {mode}-pad the empty dim {axis} of input of shape "
+                             f"{tuple(input.shape)}")
+    return IndexPad.apply(input, tuple(pairs), mode)
