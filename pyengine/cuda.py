@@ -43,27 +43,37 @@ def check_device(device) -> str:
     return name
 
 
-def _cupy():
+def _usable():
     mod, reason = _probe()
     if reason is not None:
         raise RuntimeError(f"CUDA is not available: {reason}")
-    return mod.xp
+    return mod
 
 
 def device_count() -> int:
     if not is_available():
         return 0
-    return int(_cupy().cuda.runtime.getDeviceCount())
+    mod = _usable()
+    if hasattr(mod, "device_count"):  # a backend without CuPy (Numba's simulator) says itself
+        return int(mod.device_count())
+    return int(mod.xp.cuda.runtime.getDeviceCount())
 
 
 def get_device_name(device: int = 0) -> str:
-    name = _cupy().cuda.runtime.getDeviceProperties(device)["name"]
+    mod = _usable()
+    if hasattr(mod, "device_name"):
+        return str(mod.device_name(device))
+    name = mod.xp.cuda.runtime.getDeviceProperties(device)["name"]
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def synchronize() -> None:
     """Wait for every kernel queued on the current device (do this before reading a host clock)."""
-    _cupy().cuda.Device().synchronize()
+    mod = _usable()
+    if hasattr(mod, "synchronize"):
+        mod.synchronize()
+    else:
+        mod.xp.cuda.Device().synchronize()
 
 
 def current_kernels() -> str:
