@@ -8,7 +8,10 @@ Times one training step (forward, cross-entropy, backward, SGD-with-momentum ste
 in both frameworks with the same weights and the same random inputs, and prints the median
 step time of each and the ratio pyengine/PyTorch per model (target: <= 1.5).
 
-    python bench/cpu_vs_torch.py [--repeats N] [--json FILE]
+    python bench/cpu_vs_torch.py [--repeats N] [--threads N] [--json FILE]
+
+--threads caps both PyTorch's intra-op threads and NumPy's BLAS threads (through
+threadpoolctl), so the two run on the same number of cores.
 
 Exits 0 with a message when PyTorch is not installed.
 """
@@ -105,6 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per model (median reported)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="threads for both PyTorch and NumPy's BLAS (default: theirs)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -112,6 +116,10 @@ def main(argv=None) -> int:
     except ImportError:
         print("cpu_vs_torch: PyTorch is not installed; nothing to compare against (pip install torch).")
         return 0
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+        torch.set_num_threads(args.threads)
+        threadpool_limits(limits=args.threads, user_api="blas")
 
     rng = np.random.default_rng(0)
     rows = []
