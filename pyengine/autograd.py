@@ -282,11 +282,12 @@ def _as_array(a, xp):
 
 
 def _accumulate(t, g):
-    g = g.astype(t.data.dtype, copy=False)
     if t.grad is None:
-        t.grad = _tensor.Tensor._make(g.copy() if g.base is not None else g, t.device)
+        # A copy: the same array may reach several leaves (Add passes g to both inputs) or be
+        # the caller's, and optimizers and clip_grad_norm_ change .grad in place.
+        t.grad = _tensor.Tensor._make(g.astype(t.data.dtype), t.device)
     else:
-        t.grad = _tensor.Tensor._make(t.grad.data + g, t.device)
+        t.grad = _tensor.Tensor._make(t.grad.data + g.astype(t.data.dtype, copy=False), t.device)
 
 
 def retain(tensor):

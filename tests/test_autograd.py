@@ -24,6 +24,16 @@ def test_grads_accumulate_until_zeroed(rng):
     np.testing.assert_allclose(x.grad.numpy(), 2 * x.detach().numpy(), rtol=1e-6)
 
 
+def test_leaves_never_share_a_gradient_array(rng):
+    a, b = leaf(rng, 3), leaf(rng, 3)
+    g = np.ones(3, np.float32)
+    (a + b).backward(pe.from_numpy(g))
+    with pe.no_grad():
+        a.grad.mul_(5)
+    np.testing.assert_array_equal(b.grad.numpy(), np.ones(3))
+    np.testing.assert_array_equal(g, np.ones(3))
+
+
 def test_shared_subexpression_sums_both_paths(rng):
     x = leaf(rng, 4, dtype=pe.float64)
     y = x.exp()
