@@ -224,3 +224,24 @@ def test_train_command_path_reports_perplexity_and_sample(name, tmp_path):
     assert f"{math.exp(history['val_loss'][0]):.2f}" in out.getvalue()
     assert sample.startswith("def ") and len(sample) == 24
     assert set(sample) <= set(default_corpus().tokenizer.chars)
+
+
+@pytest.mark.gpu
+def test_gpt_cuda_matches_cpu(rng):
+    """Logits, loss gradient and generation of the same GPT on the GPU and the CPU."""
+    cpu = GPT(vocab_size=65, block_size=33, n_layer=2, n_head=4, n_embd=64)
+    gpu = GPT(vocab_size=65, block_size=33, n_layer=2, n_head=4, n_embd=64)
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("cuda")
+    idx = rng.integers(0, 65, size=(3, 33))
+    results = []
+    for model, device in ((cpu, "cpu"), (gpu, "cuda")):
+        x = pe.tensor(idx, device=device)
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, 65), x.reshape(-1))
+        loss.backward()
+        results.append([logits.detach().cpu().numpy(), model.wte.weight.grad.cpu().numpy(),
+                        model.generate(x[:, :5], 6, temperature=0).cpu().numpy()])
+    for ours, ref in zip(results[1][:2], results[0][:2]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4)
+    assert results[1][2].shape == (3, 11)

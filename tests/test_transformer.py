@@ -205,3 +205,24 @@ def test_encoder_classifier_learns_majority():
     with pe.no_grad():
         acc = (model(pe.tensor(xv)).argmax(dim=-1).detach().numpy() == yv).mean()
     assert acc >= 0.95, acc
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(rng):
+    """An encoder layer with a padding mask, and MHA's weights, on the GPU give the CPU's."""
+    kw = dict(dim_feedforward=65, dropout=0.0, batch_first=True, norm_first=True)
+    cpu, gpu = nn.TransformerEncoderLayer(32, 4, **kw), nn.TransformerEncoderLayer(32, 4, **kw)
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("cuda")
+    x = rng.standard_normal((3, 17, 32)).astype(np.float32)
+    pad = _bool_mask(rng, (3, 17))
+    results = []
+    for layer, device in ((cpu, "cpu"), (gpu, "cuda")):
+        xt = pe.tensor(x, device=device, requires_grad=True)
+        y = layer(xt, src_key_padding_mask=pe.tensor(pad, device=device))
+        (y * y).sum().backward()
+        _, w = layer.self_attn(xt, xt, xt, key_padding_mask=pe.tensor(pad, device=device))
+        results.append([y.detach().cpu().numpy(), xt.grad.cpu().numpy(), w.detach().cpu().numpy(),
+                        layer.self_attn.in_proj_weight.grad.cpu().numpy()])
+    for ours, ref in zip(results[1], results[0]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4)
