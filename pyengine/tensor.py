@@ -838,6 +838,9 @@ def where(condition, input, other):
     if not isinstance(condition, Tensor) or condition.dtype is not bool_:
         raise RuntimeError(f"where expected condition to be a boolean tensor, got "
                            f"{getattr(condition, 'dtype', type(condition).__name__)}")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = Tensor._make(condition._backend.xp.asarray(input, dtype=promote(input, other).np),
+                             condition.device)
     a, b = _pair(input, other, "where")
     shapes = [condition.shape] + [x.shape for x in (a, b) if isinstance(x, Tensor)]
     broadcast_shapes("where", *shapes)

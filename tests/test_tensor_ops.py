@@ -49,6 +49,24 @@ def test_binary_with_python_scalar_both_sides(rng, name, op, ref):
     assert gradcheck(lambda t: op(2.5, t), (a,))
 
 
+def test_pow_at_zero_exponent_and_base():
+    a = pe.tensor([0.0, 2.0], requires_grad=True)
+    b = pe.tensor([0.0, 3.0], requires_grad=True)
+    (a ** b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [0.0, 12.0])
+    np.testing.assert_allclose(b.grad.numpy(), [0.0, 8 * np.log(2)], rtol=1e-6)
+    x = pe.tensor([0.0, 1.5], requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])
+
+
+def test_where_with_two_scalars():
+    cond = pe.tensor([True, False])
+    out = pe.where(cond, 1.0, 0.0)
+    assert out.dtype == pe.float32
+    np.testing.assert_array_equal(out.numpy(), [1.0, 0.0])
+
+
 def test_maximum_ties_split_the_gradient():
     a = pe.tensor([1.0, 2.0, 3.0], requires_grad=True)
     b = pe.tensor([1.0, 5.0, 0.0], requires_grad=True)

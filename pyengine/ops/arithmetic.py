@@ -92,7 +92,11 @@ class Pow(_Binary):
     def backward(ctx, g):
         a, b, out = ctx.saved_tensors
         xp = ctx.backend.xp
-        ga = g * b * a ** (b - 1) if ctx.needs_input_grad[0] else None
+        ga = None
+        if ctx.needs_input_grad[0]:
+            # b * a**(b-1) is 0 * inf at a == 0, b == 0; PyTorch defines the gradient as 0 there.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ga = xp.where(xp.asarray(b) == 0, 0, g * b * a ** (b - 1)).astype(g.dtype)
         gb = None
         if ctx.needs_input_grad[1]:
             # d(a**b)/db = a**b * log(a); PyTorch defines it as 0 where a == 0.
