@@ -244,7 +244,9 @@ def backward(tensor, gradient=None, retain_graph=False):
     grads = {id(tensor._ctx): {tensor._out_idx: g}}
     with no_grad():
         for node in _toposort(tensor._ctx):
-            _run_node(node, grads.pop(id(node), {}), grads, xp)
+            got = grads.pop(id(node), None)
+            if got:  # a node no gradient reached passes none on (its leaves keep .grad None)
+                _run_node(node, got, grads, xp)
             if not retain_graph:
                 node._saved, node._freed = (), True
 

@@ -320,6 +320,22 @@ def test_multi_output_function_unused_output_gets_zero_gradient(rng):
     assert gradcheck(lambda t: SplitHalves.apply(t)[:2], (x,))
 
 
+def test_none_gradient_leaves_upstream_grad_unset(rng):
+    class Stop(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return None
+
+    x, w = leaf(rng, 3), leaf(rng, 3)
+    (Stop.apply(x.exp()) + w).sum().backward()
+    assert x.grad is None
+    np.testing.assert_array_equal(w.grad.numpy(), np.ones(3))
+
+
 def test_mark_non_differentiable(rng):
     class WithMask(Function):
         @staticmethod
