@@ -37,6 +37,9 @@ def test_dtype_errors_name_the_dtype(rng, x4):
         F.conv2d(ints, pe.tensor(rng.standard_normal((4, 3, 3, 3))))
     with pytest.raises(TypeError, match="conv2d: input has dtype .*float64.* but weight has dtype .*float32"):
         F.conv2d(x4, pe.tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)))
+    with pytest.raises(TypeError, match="linear: input has dtype .*float64.* but bias has dtype .*float32"):
+        F.linear(x4, pe.tensor(rng.standard_normal((2, 8))),
+                 pe.tensor(rng.standard_normal(2).astype(np.float32)))
     with pytest.raises(TypeError, match="relu: input must be a floating-point"):
         F.relu(ints)
     with pytest.raises(TypeError, match="must be a Tensor, got ndarray"):

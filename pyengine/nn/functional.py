@@ -115,6 +115,16 @@ def _check_classes(op, target, n_classes, ignore_index):
 
 # ---------------------------------------------------------------------------- linear, conv
 
+def _check_bias(op, bias, weight, input):
+    if bias is None:
+        return
+    _float(op, "bias", bias)
+    if tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)} does not match weight of "
+                         f"shape {tuple(weight.shape)} (need ({weight.shape[0]},))")
+    _same_dtype(op, "input", input, "bias", bias)
+
+
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias, input (..., in), weight (out, in), bias (out,)."""
     _float("linear", "input", input)
@@ -124,9 +134,7 @@ def linear(input, weight, bias=None):
                          f"{tuple(weight.shape)} cannot be multiplied (need input (..., "
                          f"in) and weight (out, in))")
     _same_dtype("linear", "input", input, "weight", weight)
-    if bias is not None and tuple(_float("linear", "bias", bias).shape) != (weight.shape[0],):
-        raise ValueError(f"linear: bias of shape {tuple(bias.shape)} does not match weight "
-                         f"of shape {tuple(weight.shape)} (need ({weight.shape[0]},))")
+    _check_bias("linear", bias, weight, input)
     return Linear.apply(input, weight, bias)
 
 
@@ -163,9 +171,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if c_out % groups:
         raise ValueError(f"{op}: out_channels {c_out} (weight {tuple(weight.shape)}) is not "
                          f"divisible by groups={groups}")
-    if bias is not None and tuple(_float(op, "bias", bias).shape) != (c_out,):
-        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)} does not match weight of "
-                         f"shape {tuple(weight.shape)} (need ({c_out},))")
+    _check_bias(op, bias, weight, input)
     stride = _pair(op, "stride", stride, 1)
     dilation = _pair(op, "dilation", dilation, 1)
     kernel = tuple(weight.shape[2:])
