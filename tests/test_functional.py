@@ -31,6 +31,18 @@ def test_linear_matches_reference_and_gradcheck(rng, x_shape):
     assert gradcheck(F.linear, (leaf(x), leaf(w)))
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "gelu", "gelu_tanh"])
+def test_linear_activation_matches_composition_and_gradcheck(rng, activation):
+    x, w, b = away_from_zero(rng, 2, 3, 5), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    z = x @ w.T + b
+    ref = {None: z, "relu": np.maximum(z, 0), "gelu": 0.5 * z * (1 + _erf(z / math.sqrt(2))),
+           "gelu_tanh": 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))}
+    y = F.linear_activation(leaf(x), leaf(w), leaf(b), activation)
+    np.testing.assert_allclose(y.detach().numpy(), ref[activation], rtol=1e-10, atol=1e-12)
+    assert gradcheck(lambda a, k, c: F.linear_activation(a, k, c, activation),
+                     (leaf(x), leaf(w), leaf(b)))
+
+
 def test_linear_float32_keeps_dtype(rng):
     x = pe.tensor(rng.standard_normal((3, 5)).astype(np.float32))
     w = pe.tensor(rng.standard_normal((2, 5)).astype(np.float32))

@@ -49,6 +49,9 @@ def test_dtype_errors_name_the_dtype(rng, x4):
 def test_linear_shape_mismatch_names_both_shapes(rng):
     with pytest.raises(ValueError, match=r"input of shape \(3, 5\) and weight of shape \(2, 4\)"):
         F.linear(pe.tensor(rng.standard_normal((3, 5))), pe.tensor(rng.standard_normal((2, 4))))
+    with pytest.raises(ValueError, match="activation must be None, 'relu', 'gelu' or 'gelu_tanh', got 'tanh'"):
+        F.linear_activation(pe.tensor(rng.standard_normal((3, 5))),
+                            pe.tensor(rng.standard_normal((2, 5))), activation="tanh")
 
 
 def test_pooling_arguments(rng, x4):

@@ -35,6 +35,10 @@ def _classes(rng, c, *shape):
 # name -> (function of tensors, builder of the NumPy inputs: floats differentiable, ints not)
 CASES = {
     "linear": (F.linear, lambda r: (_f32(r, 3, 17, 33), _f32(r, 65, 33), _f32(r, 65))),
+    "linear_relu": (lambda x, w, b: F.linear_activation(x, w, b, "relu"),
+                    lambda r: (_f32(r, 17, 33), _f32(r, 65, 33), _f32(r, 65))),
+    "linear_gelu_tanh": (lambda x, w, b: F.linear_activation(x, w, b, "gelu_tanh"),
+                         lambda r: (_f32(r, 2, 17, 33), _f32(r, 65, 33), _f32(r, 65))),
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, 1, 1, 1, 1),
                lambda r: (_f32(r, 2, 3, 17, 33), _f32(r, 5, 3, 3, 3), _f32(r, 5))),
     "conv2d_strided_grouped_dilated": (

@@ -26,7 +26,7 @@ from ._functions.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from ._functions.softmax_loss import CrossEntropy, NLLLoss, Softmax
 
 __all__ = [
-    "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "linear", "linear_activation", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "relu", "leaky_relu", "gelu", "sigmoid", "tanh", "selu", "elu",
     "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -125,17 +125,33 @@ def _check_bias(op, bias, weight, input):
     _same_dtype(op, "input", input, "bias", bias)
 
 
-def linear(input, weight, bias=None):
-    """y = input @ weight.T + bias, input (..., in), weight (out, in), bias (out,)."""
-    _float("linear", "input", input)
-    _float("linear", "weight", weight)
+def _check_linear(op, input, weight, bias):
+    _float(op, "input", input)
+    _float(op, "weight", weight)
     if input.ndim < 1 or weight.ndim != 2 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {tuple(input.shape)} and weight of shape "
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} and weight of shape "
                          f"{tuple(weight.shape)} cannot be multiplied (need input (..., "
                          f"in) and weight (out, in))")
-    _same_dtype("linear", "input", input, "weight", weight)
-    _check_bias("linear", bias, weight, input)
-    return Linear.apply(input, weight, bias)
+    _same_dtype(op, "input", input, "weight", weight)
+    _check_bias(op, bias, weight, input)
+
+
+def linear(input, weight, bias=None):
+    """y = input @ weight.T + bias, input (..., in), weight (out, in), bias (out,)."""
+    _check_linear("linear", input, weight, bias)
+    return Linear.apply(input, weight, bias, None)
+
+
+def linear_activation(input, weight, bias=None, activation="relu"):
+    """activation(linear(input, weight, bias)) as one op, so a GPU backend can fuse the bias
+    and the activation into the GEMM epilogue. Not in PyTorch: a pyengine extension.
+    activation is None, 'relu', 'gelu' (exact) or 'gelu_tanh'."""
+    op = "linear_activation"
+    if activation not in (None, "relu", "gelu", "gelu_tanh"):
+        raise ValueError(f"{op}: activation must be None, 'relu', 'gelu' or 'gelu_tanh', "
+                         f"got {activation!r}")
+    _check_linear(op, input, weight, bias)
+    return Linear.apply(input, weight, bias, activation)
 
 
 def _same_padding(kernel, dilation):
