@@ -28,7 +28,9 @@ class Linear(Function):
         backend = ctx.backend
         g = gy.reshape(-1, gy.shape[-1])
         if activation == "relu":
-            g = backend.activation_backward("relu", g, None, y)
+            # y stands in for z too: relu(z) > 0 exactly where z > 0, whichever one the
+            # backend reads.
+            g = backend.activation_backward("relu", g, y, y)
         elif activation is not None:
             name, param = _ACTIVATIONS[activation]
             z = backend.linear(x2, w, b, None)
