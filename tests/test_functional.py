@@ -340,6 +340,9 @@ def test_softmax_dtype_argument_and_implicit_dim(rng):
     y = F.softmax(pe.tensor(x), dim=1, dtype=pe.float64)
     assert y.dtype == pe.float64
     np.testing.assert_allclose(y.detach().numpy(), softmax_ref(x.astype(np.float64), 1), rtol=1e-12)
+    ints = rng.integers(-3, 3, (2, 5))
+    np.testing.assert_allclose(F.softmax(pe.tensor(ints), 1, dtype=pe.float64).numpy(),
+                               softmax_ref(ints.astype(np.float64), 1), rtol=1e-12)
     with pytest.warns(UserWarning, match="Implicit dimension choice for log_softmax"):
         y = F.log_softmax(pe.tensor(x))
     np.testing.assert_allclose(y.detach().numpy(), np.log(softmax_ref(x.astype(np.float64), 1)),

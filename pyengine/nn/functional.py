@@ -350,9 +350,9 @@ def _softmax_dim(op, input, dim):
 
 
 def _softmax(op, input, dim, dtype, log):
-    _float(op, "input", input)
     if dtype is not None:
-        input = input.to(dtype)
+        input = _tensor(op, "input", input).to(dtype)
+    _float(op, "input", input)
     return Softmax.apply(input, _softmax_dim(op, input, dim), log)
 
 
