@@ -305,9 +305,11 @@ class GradcheckError(RuntimeError):
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
     """Compare backward with float64 central differences of ``sum(v * fn(*inputs))``.
 
-    ``v`` is a fixed random cotangent per output, so the check covers the whole Jacobian
-    product PyTorch's gradcheck covers row by row, in one backward. Returns True, or
-    raises (returns False with ``raise_exception=False``) naming the worst element.
+    ``v`` is a fixed random cotangent per output: one backward gives the vector-Jacobian
+    product for that ``v`` (PyTorch's gradcheck builds the whole Jacobian instead; a wrong
+    entry escapes a random ``v`` with probability zero), and the central differences perturb
+    every input element. Returns True, or raises (returns False with
+    ``raise_exception=False``) naming the input and the element with the worst error.
     """
     Tensor = _tensor.Tensor
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)

@@ -43,6 +43,13 @@ def _sizes(args):
 
 
 class Tensor:
+    """An n-dimensional array on "cpu" or "cuda" that records the ops applied to it.
+
+    ``data`` is the backend array (NumPy or CuPy), ``device`` a string, ``dtype`` a pyengine
+    dtype; ``grad`` collects gradients after ``backward()``. The API follows torch.Tensor;
+    where it differs (``view`` never requires a viewable layout), the method says so.
+    """
+
     # ndarray (op) Tensor must reach Tensor's reflected operator (and so the graph) instead of
     # NumPy converting the tensor to a plain array.
     __array_ufunc__ = None
