@@ -104,6 +104,30 @@ def build(name: str):
 CASES = {"mlp": (64, (64,)), "lenet5": (64, (1, 28, 28))}
 
 
+def run(repeats: int, warmup: int) -> list[dict]:
+    """Time every case; prints one row per model and returns the rows."""
+    import torch
+
+    from pyengine.commands.info import numpy_blas
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__} "
+          f"with {numpy_blas()}")
+    print(f"{'model':<8} {'batch':>5} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, (batch, shape) in CASES.items():
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        y = rng.integers(0, 10, batch).astype(np.int64)
+        ours, theirs = build(name)
+        ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)], repeats, warmup)
+        rows.append({"model": name, "batch": batch, "pyengine_ms": ms_ours, "torch_ms": ms_torch,
+                     "ratio": ms_ours / ms_torch, "torch_threads": torch.get_num_threads(),
+                     "numpy_blas": numpy_blas()})
+        print(f"{name:<8} {batch:>5} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per model (median reported)")
@@ -116,32 +140,21 @@ def main(argv=None) -> int:
     except ImportError:
         print("cpu_vs_torch: PyTorch is not installed; nothing to compare against (pip install torch).")
         return 0
-    if args.threads is not None:
+    if args.threads is None:
+        rows = run(args.repeats, args.warmup)
+    else:
         from threadpoolctl import threadpool_limits
+        before = torch.get_num_threads()
         torch.set_num_threads(args.threads)
-        threadpool_limits(limits=args.threads, user_api="blas")
-
-    rng = np.random.default_rng(0)
-    rows = []
-    from pyengine.commands.info import numpy_blas
-
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__} "
-          f"with {numpy_blas()}")
-    print(f"{'model':<8} {'batch':>5} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
-    for name, (batch, shape) in CASES.items():
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        y = rng.integers(0, 10, batch).astype(np.int64)
-        ours, theirs = build(name)
-        ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)],
-                                           args.repeats, args.warmup)
-        rows.append({"model": name, "batch": batch, "pyengine_ms": ms_ours, "torch_ms": ms_torch,
-                     "ratio": ms_ours / ms_torch})
-        print(f"{name:<8} {batch:>5} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
+        try:
+            with threadpool_limits(limits=args.threads, user_api="blas"):
+                rows = run(args.repeats, args.warmup)
+        finally:
+            torch.set_num_threads(before)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"repeats": args.repeats, "torch": torch.__version__, "numpy": np.__version__,
-                       "numpy_blas": numpy_blas(), "cores": os.cpu_count(), "results": rows}, f, indent=1)
+                       "cores": os.cpu_count(), "results": rows}, f, indent=1)
     return 0
 
 
