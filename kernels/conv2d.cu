@@ -1,8 +1,8 @@
 // conv2d.cu — NCHW float32 convolution: forward, backward-data and backward-weight, with
 // stride, padding, dilation and groups, as PyTorch's conv2d (cross-correlation).
 //
-// Technique (v1): implicit GEMM on matmul's 128 x 128 x 8 register-blocked tile
-// (matmul_tile.cuh); the im2col matrix is never built: its loaders compute each element's
+// Technique (v2): implicit GEMM on matmul's register-blocked tile (matmul_tile.cuh;
+// v2: 64 x 128 x 16 when a group has <= 64 output channels, 128 x 128 x 8 otherwise); the im2col matrix is never built: its loaders compute each element's
 // image address on the fly, the pixel half once per thread and the (channel, kh, kw) half
 // once per k tile. Per group (blockIdx.z):
 //   forward   Y[oc, (n,oh,ow)]  = W[oc, (c,kh,kw)]   @ X~[(c,kh,kw), (n,oh,ow)]
@@ -14,20 +14,19 @@
 //
 // Measured (fill in from bench/device_check.sh; ResNet 3x3, batch 64, 64 -> 64 channels,
 // 56 x 56, stride 1, pad 1; ratio to cuDNN fp32 through PyTorch, TF32 off):
-//   v1 forward ___ ms = ___ x cuDNN; backward-data ___ ms; backward-weight ___ ms.  card: ___  date: ___
+//   v1 (128x128x8) H100 80GB HBM3, 2026-11-27: forward 1.01 ms = 0.42 x cuDNN (0.43 ms);
+//      backward data+weight 3.69 ms = 0.24 x cuDNN (0.88 ms); bwd-data 1.88 ms, bwd-weight 1.90 ms.
+//   v2 (64-row tile for 64 channels): forward ___ ; backward ___ .
 #include "common.cuh"
 #include "kernels_core.h"
 #include "matmul_tile.cuh"
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace pyengine {
 namespace {
-
-using tile::BK;
-using tile::BM;
-using tile::BN;
 
 // An index no pixel reaches: added to any tap offset it stays negative, so the load is masked.
 constexpr int kOutside = -(1 << 29);
@@ -35,9 +34,10 @@ constexpr int kOutside = -(1 << 29);
 __device__ __forceinline__ bool inside(int i, int n) { return static_cast<unsigned>(i) < static_cast<unsigned>(n); }
 
 // Forward B^T (rows = output pixels (n, oh, ow), k = (c, kh, kw)): X~ gathered from x.
+template <int ROWS, int TBK>
 struct Im2colLoader {
   static constexpr bool kAlongK = false;
-  using Map = tile::RunCoords<BN, BK, false>;
+  using Map = tile::RunCoords<ROWS, TBK, false>;
   const float* x;
   int H, W, KW, KHW, dh, dw, K, kofs;
   long long base[4];
@@ -62,8 +62,8 @@ struct Im2colLoader {
     }
   }
 
-  __device__ void load(int k0, int, float (&v)[4]) const {
-    const int k = k0 + kofs;
+  __device__ void load(int k0, int pass, float (&v)[4]) const {
+    const int k = k0 + kofs + pass * Map::kKPerPass;
     if (k >= K) { v[0] = v[1] = v[2] = v[3] = 0.f; return; }
     const int c = k / KHW, rr = k - c * KHW, kh = rr / KW, kw = rr - kh * KW;
     const long long off = (long long)c * H * W;
@@ -76,9 +76,10 @@ struct Im2colLoader {
 };
 
 // Backward-data A (rows = input channel c of the group, k = (oc, kh, kw)): W transposed.
+template <int ROWS, int TBK>
 struct WeightTLoader {
   static constexpr bool kAlongK = true;
-  using Map = tile::RunCoords<BM, BK, true>;
+  using Map = tile::RunCoords<ROWS, TBK, true>;
   const float* w;
   int cg, KHW, K, row, kofs;
 
@@ -92,13 +93,14 @@ struct WeightTLoader {
     kofs = Map::k(threadIdx.x, 0);
   }
 
-  __device__ void load(int k0, int, float (&v)[4]) const {
+  __device__ void load(int k0, int pass, float (&v)[4]) const {
+    const int r = row + pass * Map::kRowsPerPass;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int k = k0 + kofs + i;
-      if (row < cg && k < K) {
-        const int oc = k / KHW, r = k - oc * KHW;
-        v[i] = w[((long long)oc * cg + row) * KHW + r];
+      if (r < cg && k < K) {
+        const int oc = k / KHW;
+        v[i] = w[((long long)oc * cg + r) * KHW + (k - oc * KHW)];
       } else {
         v[i] = 0.f;
       }
@@ -107,9 +109,10 @@ struct WeightTLoader {
 };
 
 // Backward-data B^T (rows = input pixels (n, ih, iw), k = (oc, kh, kw)): GY~ gathered from gy.
+template <int ROWS, int TBK>
 struct GradColsLoader {
   static constexpr bool kAlongK = false;
-  using Map = tile::RunCoords<BN, BK, false>;
+  using Map = tile::RunCoords<ROWS, TBK, false>;
   const float* gy;
   int OH, OW, KW, KHW, sh, sw, dh, dw, K, kofs;
   long long base[4];
@@ -135,8 +138,8 @@ struct GradColsLoader {
     }
   }
 
-  __device__ void load(int k0, int, float (&v)[4]) const {
-    const int k = k0 + kofs;
+  __device__ void load(int k0, int pass, float (&v)[4]) const {
+    const int k = k0 + kofs + pass * Map::kKPerPass;
     if (k >= K) { v[0] = v[1] = v[2] = v[3] = 0.f; return; }
     const int oc = k / KHW, rr = k - oc * KHW, kh = rr / KW, kw = rr - kh * KW;
     const long long off = (long long)oc * OH * OW;
@@ -154,9 +157,10 @@ struct GradColsLoader {
 };
 
 // Backward-weight A (rows = output channel oc of the group, k = (n, oh, ow)): GY as a matrix.
+template <int ROWS, int TBK>
 struct GradRowsLoader {
   static constexpr bool kAlongK = true;
-  using Map = tile::RunCoords<BM, BK, true>;
+  using Map = tile::RunCoords<ROWS, TBK, true>;
   const float* gy;
   int ohw, K, row, rows, kofs;
   long long batch_stride;
@@ -172,21 +176,23 @@ struct GradRowsLoader {
     gy = gy_ + ((long long)group * ocg + row) * ohw;
   }
 
-  __device__ void load(int k0, int, float (&v)[4]) const {
-    const int k = k0 + kofs;
+  __device__ void load(int k0, int pass, float (&v)[4]) const {
+    const int k = k0 + kofs, dr = pass * Map::kRowsPerPass;
+    const float* g = gy + (long long)dr * ohw;
     int b = k / ohw, p = k - b * ohw;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      v[i] = row < rows && k + i < K ? gy[b * batch_stride + p] : 0.f;
+      v[i] = row + dr < rows && k + i < K ? g[b * batch_stride + p] : 0.f;
       if (++p == ohw) { p = 0; ++b; }
     }
   }
 };
 
 // Backward-weight B^T (rows = (c, kh, kw), k = (n, oh, ow)): X~ transposed, gathered from x.
+template <int ROWS, int TBK>
 struct ImageRowsLoader {
   static constexpr bool kAlongK = false;
-  using Map = tile::RunCoords<BN, BK, false>;
+  using Map = tile::RunCoords<ROWS, TBK, false>;
   const float* x;
   int H, W, OW, ohw, sh, sw, ph, pw, K, kofs;
   long long batch_stride;
@@ -214,8 +220,8 @@ struct ImageRowsLoader {
     }
   }
 
-  __device__ void load(int k0, int, float (&v)[4]) const {
-    const int k = k0 + kofs;
+  __device__ void load(int k0, int pass, float (&v)[4]) const {
+    const int k = k0 + kofs + pass * Map::kKPerPass;
     if (k >= K) { v[0] = v[1] = v[2] = v[3] = 0.f; return; }
     const int b = k / ohw, q = k - b * ohw, oh = q / OW, ow = q - oh * OW;
     const int ih0 = oh * sh - ph, iw0 = ow * sw - pw;
@@ -265,40 +271,50 @@ struct WeightGradEpilogue {
   }
 };
 
-template <bool VEC>
+template <int TBM, int TBN, int TBK, bool VEC>
 __global__ void __launch_bounds__(tile::THREADS)
     conv_fwd_kernel(ConvShape s, const float* __restrict__ x, const float* __restrict__ w,
                     const float* __restrict__ bias, float* __restrict__ y) {
   const int g = blockIdx.z, cg = s.c / s.groups, ocg = s.oc / s.groups, K = cg * s.kh * s.kw;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-  const tile::StridedLoader<BM, BK, true, VEC> la(w + (long long)g * ocg * K, K, 1, ocg, K, m0);
-  const Im2colLoader lb(x, s, g, n0);
+  const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
+  const tile::StridedLoader<TBM, TBK, true, VEC> la(w + (long long)g * ocg * K, K, 1, ocg, K, m0);
+  const Im2colLoader<TBN, TBK> lb(x, s, g, n0);
   const NchwEpilogue epi{y, bias, ocg, s.oc, g * ocg, s.oh * s.ow, s.n * s.oh * s.ow};
-  tile::gemm_tile(la, lb, epi, m0, n0, 0, K);
+  tile::gemm_tile<TBM, TBN, TBK>(la, lb, epi, m0, n0, 0, K);
 }
 
+template <int TBM, int TBN, int TBK>
 __global__ void __launch_bounds__(tile::THREADS)
     conv_bwd_data_kernel(ConvShape s, const float* __restrict__ gy, const float* __restrict__ w,
                          float* __restrict__ gx) {
   const int g = blockIdx.z, cg = s.c / s.groups, K = (s.oc / s.groups) * s.kh * s.kw;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-  const WeightTLoader la(w, s, g, m0);
-  const GradColsLoader lb(gy, s, g, n0);
+  const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
+  const WeightTLoader<TBM, TBK> la(w, s, g, m0);
+  const GradColsLoader<TBN, TBK> lb(gy, s, g, n0);
   const NchwEpilogue epi{gx, nullptr, cg, s.c, g * cg, s.h * s.w, s.n * s.h * s.w};
-  tile::gemm_tile(la, lb, epi, m0, n0, 0, K);
+  tile::gemm_tile<TBM, TBN, TBK>(la, lb, epi, m0, n0, 0, K);
 }
 
+template <int TBM, int TBN, int TBK>
 __global__ void __launch_bounds__(tile::THREADS)
     conv_bwd_weight_kernel(ConvShape s, int splits, int chunk, const float* __restrict__ gy,
                            const float* __restrict__ x, float* __restrict__ gw) {
   const int g = blockIdx.z / splits, split = blockIdx.z % splits;
   const int ocg = s.oc / s.groups, cols = (s.c / s.groups) * s.kh * s.kw, K = s.n * s.oh * s.ow;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int m0 = blockIdx.y * TBM, n0 = blockIdx.x * TBN;
   const int kbegin = split * chunk, kend = min(K, kbegin + chunk);
-  const GradRowsLoader la(gy, s, g, m0);
-  const ImageRowsLoader lb(x, s, g, n0);
+  const GradRowsLoader<TBM, TBK> la(gy, s, g, m0);
+  const ImageRowsLoader<TBN, TBK> lb(x, s, g, n0);
   const WeightGradEpilogue epi{gw + (long long)g * ocg * cols, ocg, cols, splits > 1};
-  tile::gemm_tile(la, lb, epi, m0, n0, kbegin, kend);
+  tile::gemm_tile<TBM, TBN, TBK>(la, lb, epi, m0, n0, kbegin, kend);
+}
+
+// Tiles: 64 x 128 x 16 when the GEMM's M (channels of a group) fits 64 rows, so a 64-channel
+// layer does not compute a half-empty 128-row tile; 128 x 128 x 8 otherwise.
+template <class F>
+void with_conv_tile(int rows, F&& f) {
+  if (rows <= 64) f(std::integral_constant<int, 64>(), std::integral_constant<int, 16>());
+  else f(std::integral_constant<int, 128>(), std::integral_constant<int, 8>());
 }
 
 std::string describe(const char* kernel, const ConvShape& s) {
@@ -325,16 +341,6 @@ void validate(const ConvShape& s) {
   if (s.groups > 65535) throw std::invalid_argument("conv2d: too many groups: " + describe("conv2d", s));
 }
 
-int sm_count() {
-  static int count = 0;
-  if (count == 0) {
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-  }
-  return count;
-}
-
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, std::uintptr_t x, std::uintptr_t w, std::uintptr_t bias, std::uintptr_t y,
@@ -342,15 +348,18 @@ void conv2d_forward(const ConvShape& s, std::uintptr_t x, std::uintptr_t w, std:
   validate(s);
   if (s.n == 0) return;
   const int ocg = s.oc / s.groups, k = (s.c / s.groups) * s.kh * s.kw;
-  const dim3 grid(ceil_div(s.n * s.oh * s.ow, BN), ceil_div(ocg, BM), s.groups);
   const bool vec = w % 16 == 0 && k % 4 == 0;
   cudaStream_t st = as_stream(stream);
-  if (vec)
-    conv_fwd_kernel<true><<<grid, tile::THREADS, 0, st>>>(s, dptr<const float>(x), dptr<const float>(w),
-                                                          dptr<const float>(bias), dptr<float>(y));
-  else
-    conv_fwd_kernel<false><<<grid, tile::THREADS, 0, st>>>(s, dptr<const float>(x), dptr<const float>(w),
-                                                           dptr<const float>(bias), dptr<float>(y));
+  with_conv_tile(ocg, [&](auto bm, auto bk) {
+    constexpr int TBM = decltype(bm)::value, TBK = decltype(bk)::value, TBN = 128;
+    const dim3 grid(ceil_div(s.n * s.oh * s.ow, TBN), ceil_div(ocg, TBM), s.groups);
+    if (vec)
+      conv_fwd_kernel<TBM, TBN, TBK, true><<<grid, tile::THREADS, 0, st>>>(
+          s, dptr<const float>(x), dptr<const float>(w), dptr<const float>(bias), dptr<float>(y));
+    else
+      conv_fwd_kernel<TBM, TBN, TBK, false><<<grid, tile::THREADS, 0, st>>>(
+          s, dptr<const float>(x), dptr<const float>(w), dptr<const float>(bias), dptr<float>(y));
+  });
   check_launch(describe("conv2d_forward", s));
 }
 
@@ -358,9 +367,13 @@ void conv2d_backward_data(const ConvShape& s, std::uintptr_t gy, std::uintptr_t 
                           std::uintptr_t stream) {
   validate(s);
   if (s.n == 0) return;
-  const dim3 grid(ceil_div(s.n * s.h * s.w, BN), ceil_div(s.c / s.groups, BM), s.groups);
-  conv_bwd_data_kernel<<<grid, tile::THREADS, 0, as_stream(stream)>>>(s, dptr<const float>(gy),
-                                                                      dptr<const float>(w), dptr<float>(gx));
+  const int cg = s.c / s.groups;
+  with_conv_tile(cg, [&](auto bm, auto bk) {
+    constexpr int TBM = decltype(bm)::value, TBK = decltype(bk)::value, TBN = 128;
+    const dim3 grid(ceil_div(s.n * s.h * s.w, TBN), ceil_div(cg, TBM), s.groups);
+    conv_bwd_data_kernel<TBM, TBN, TBK><<<grid, tile::THREADS, 0, as_stream(stream)>>>(
+        s, dptr<const float>(gy), dptr<const float>(w), dptr<float>(gx));
+  });
   check_launch(describe("conv2d_backward_data", s));
 }
 
@@ -369,23 +382,26 @@ void conv2d_backward_weight(const ConvShape& s, std::uintptr_t gy, std::uintptr_
   validate(s);
   const int ocg = s.oc / s.groups, cols = (s.c / s.groups) * s.kh * s.kw, k = s.n * s.oh * s.ow;
   cudaStream_t st = as_stream(stream);
-  // Enough blocks for two waves; each split keeps at least 32 k tiles so atomics stay rare.
-  const long long tiles = (long long)ceil_div(cols, BN) * ceil_div(ocg, BM) * s.groups;
-  long long splits = (2LL * sm_count() + tiles - 1) / tiles;
-  const long long max_splits = (k + 32 * BK - 1) / (32 * BK);
-  if (splits > max_splits) splits = max_splits;
-  if (splits < 1) splits = 1;
-  if (splits * s.groups > 65535) splits = 65535 / s.groups;
-  const int chunk = ceil_div<int>(ceil_div<int>(k, (int)splits), BK) * BK;
-  splits = chunk > 0 ? ceil_div<int>(k, chunk) : 1;
-  if (splits < 1) splits = 1;
-  if (splits > 1 || k == 0)
-    CUDA_CHECK(cudaMemsetAsync(dptr<float>(gw), 0, sizeof(float) * (size_t)s.oc * cols, st));
-  if (k == 0) return;
-  const dim3 grid(ceil_div(cols, BN), ceil_div(ocg, BM), (unsigned)(splits * s.groups));
-  conv_bwd_weight_kernel<<<grid, tile::THREADS, 0, st>>>(s, (int)splits, chunk, dptr<const float>(gy),
-                                                         dptr<const float>(x), dptr<float>(gw));
-  check_launch(describe("conv2d_backward_weight", s) + " splits=" + std::to_string(splits));
+  with_conv_tile(ocg, [&](auto bm, auto bk) {
+    constexpr int TBM = decltype(bm)::value, TBK = decltype(bk)::value, TBN = 128;
+    // Enough blocks for two waves; each split keeps at least 32 k tiles so atomics stay rare.
+    const long long tiles = (long long)ceil_div(cols, TBN) * ceil_div(ocg, TBM) * s.groups;
+    long long splits = (2LL * tile::sm_count() + tiles - 1) / tiles;
+    const long long max_splits = (k + 32 * TBK - 1) / (32 * TBK);
+    if (splits > max_splits) splits = max_splits;
+    if (splits * s.groups > 65535) splits = 65535 / s.groups;
+    if (splits < 1) splits = 1;
+    const int chunk = ceil_div<int>(ceil_div<int>(k, (int)splits), TBK) * TBK;
+    splits = chunk > 0 ? ceil_div<int>(k, chunk) : 1;
+    if (splits < 1) splits = 1;
+    if (splits > 1 || k == 0)
+      CUDA_CHECK(cudaMemsetAsync(dptr<float>(gw), 0, sizeof(float) * (size_t)s.oc * cols, st));
+    if (k == 0) return;
+    const dim3 grid(ceil_div(cols, TBN), ceil_div(ocg, TBM), (unsigned)(splits * s.groups));
+    conv_bwd_weight_kernel<TBM, TBN, TBK><<<grid, tile::THREADS, 0, st>>>(
+        s, (int)splits, chunk, dptr<const float>(gy), dptr<const float>(x), dptr<float>(gw));
+    check_launch(describe("conv2d_backward_weight", s) + " splits=" + std::to_string(splits));
+  });
 }
 
 }  // namespace pyengine

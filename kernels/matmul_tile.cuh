@@ -1,14 +1,14 @@
 // The register-blocked, double-buffered shared-memory GEMM tile shared by matmul.cu and
 // conv2d.cu, and the strided-operand loader both matmul kernels use.
 //
-// A block computes a BM x BN tile of C = A (M x K) @ B (K x N). Operands come through
+// A block computes a TBM x TBN tile of C = A (M x K) @ B (K x N). Operands come through
 // loader objects, so a plain strided matrix and an implicit im2col view of an image
-// (conv2d.cu) share one kernel body. Each k step, every thread fetches 4 consecutive
-// elements of A and 4 of B (one float4 where the operand allows it) into registers for
-// the NEXT tile while the block multiplies the CURRENT tile from shared memory: one
-// __syncthreads per k tile. Each thread accumulates an 8 x 8 piece of C in registers,
-// split in two 4-wide halves 64 apart so that a warp's float4 reads of shared memory touch
-// 32 distinct banks.
+// (conv2d.cu) share one kernel body. Each k step, every thread fetches runs of 4
+// consecutive elements of A and of B (one float4 where the operand allows it) into
+// registers for the NEXT tile while the block multiplies the CURRENT tile from shared
+// memory: one __syncthreads per k tile. Each thread accumulates up to 8 x 8 outputs in
+// registers, in 4-wide groups 64 apart so that a warp's float4 reads of shared memory
+// touch 32 distinct banks.
 #pragma once
 #include "activation.cuh"
 #include "common.cuh"
@@ -21,7 +21,7 @@
 namespace pyengine {
 namespace tile {
 
-constexpr int BM = 128, BN = 128, BK = 8, THREADS = 256;
+constexpr int THREADS = 256;
 
 // Where a thread's 4-element run sits in a tile of `rows` x bk: a run along k covers
 // k..k+3 of one row; a run along the rows covers rows r..r+3 at one k. `pass` selects the
@@ -91,11 +91,11 @@ struct StridedLoader {
   }
 };
 
-// Store a thread's run into a k-major tile s[BK][ROWS] (what the FFMA tile reads).
-template <class Loader, int ROWS>
-__device__ __forceinline__ void store_kmajor(float (*s)[ROWS], const float (&v)[4]) {
-  using Map = RunCoords<ROWS, BK, Loader::kAlongK>;
-  const int r = Map::row(threadIdx.x, 0), k = Map::k(threadIdx.x, 0);
+// Store a thread's run into a k-major tile s[TBK][ROWS] (what the FFMA tile reads).
+template <class Loader, int ROWS, int TBK>
+__device__ __forceinline__ void store_kmajor(float (*s)[ROWS], int pass, const float (&v)[4]) {
+  using Map = RunCoords<ROWS, TBK, Loader::kAlongK>;
+  const int r = Map::row(threadIdx.x, pass), k = Map::k(threadIdx.x, pass);
   if (Loader::kAlongK) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) s[k + i][r] = v[i];
@@ -104,65 +104,95 @@ __device__ __forceinline__ void store_kmajor(float (*s)[ROWS], const float (&v)[
   }
 }
 
-// One BM x BN tile of C over k in [kbegin, kend) (kbegin a multiple of BK; loaders return
-// zeros past K). epi.store4(m, n, v) receives C[m][n..n+3] and does its own bounds checks.
-template <class ALoader, class BLoader, class Epi>
+// One TBM x TBN tile of C over k in [kbegin, kend) (loaders return zeros past K; a split-K
+// range must start at a multiple of TBK). 256 threads in a 16 x 16 grid, each owning
+// (TBM/16) x (TBN/16) outputs in 4-wide groups 64 apart. Tiles: 128x128x8 for large
+// problems, 64x128x16 and 64x64x16 when the big tile would leave SMs idle (or waste rows).
+// epi.store4(m, n, v) receives C[m][n..n+3] and does its own bounds checks.
+template <int TBM, int TBN, int TBK, class ALoader, class BLoader, class Epi>
 __device__ __forceinline__ void gemm_tile(const ALoader& a, const BLoader& b, const Epi& epi, int m0, int n0,
                                           int kbegin, int kend) {
-  __shared__ __align__(16) float As[2][BK][BM];
-  __shared__ __align__(16) float Bs[2][BK][BN];
+  constexpr int TM = TBM / 16, TN = TBN / 16;
+  constexpr int PA = RunCoords<TBM, TBK, ALoader::kAlongK>::kPasses;
+  constexpr int PB = RunCoords<TBN, TBK, BLoader::kAlongK>::kPasses;
+  static_assert(TM % 4 == 0 && TN % 4 == 0 && PA >= 1 && PB >= 1, "unsupported tile shape");
+  __shared__ __align__(16) float As[2][TBK][TBM];
+  __shared__ __align__(16) float Bs[2][TBK][TBN];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 
-  float va[4], vb[4];
-  a.load(kbegin, 0, va);
-  b.load(kbegin, 0, vb);
-  store_kmajor<ALoader, BM>(As[0], va);
-  store_kmajor<BLoader, BN>(Bs[0], vb);
+  float va[PA][4], vb[PB][4];
+#pragma unroll
+  for (int p = 0; p < PA; ++p) {
+    a.load(kbegin, p, va[p]);
+    store_kmajor<ALoader, TBM, TBK>(As[0], p, va[p]);
+  }
+#pragma unroll
+  for (int p = 0; p < PB; ++p) {
+    b.load(kbegin, p, vb[p]);
+    store_kmajor<BLoader, TBN, TBK>(Bs[0], p, vb[p]);
+  }
   __syncthreads();
 
-  float acc[8][8];
+  float acc[TM][TN];
 #pragma unroll
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < TM; ++i)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
   int buf = 0;
-  for (int k0 = kbegin; k0 < kend; k0 += BK) {
-    const bool more = k0 + BK < kend;
+  for (int k0 = kbegin; k0 < kend; k0 += TBK) {
+    const bool more = k0 + TBK < kend;
     if (more) {
-      a.load(k0 + BK, 0, va);
-      b.load(k0 + BK, 0, vb);
+#pragma unroll
+      for (int p = 0; p < PA; ++p) a.load(k0 + TBK, p, va[p]);
+#pragma unroll
+      for (int p = 0; p < PB; ++p) b.load(k0 + TBK, p, vb[p]);
     }
 #pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float ra[8], rb[8];
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[buf][kk][64 + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[buf][kk][64 + tx * 4]);
-      ra[0] = a0.x; ra[1] = a0.y; ra[2] = a0.z; ra[3] = a0.w;
-      ra[4] = a1.x; ra[5] = a1.y; ra[6] = a1.z; ra[7] = a1.w;
-      rb[0] = b0.x; rb[1] = b0.y; rb[2] = b0.z; rb[3] = b0.w;
-      rb[4] = b1.x; rb[5] = b1.y; rb[6] = b1.z; rb[7] = b1.w;
+    for (int kk = 0; kk < TBK; ++kk) {
+      float ra[TM], rb[TN];
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
+      for (int g = 0; g < TM / 4; ++g) {
+        const float4 t = *reinterpret_cast<const float4*>(&As[buf][kk][g * 64 + ty * 4]);
+        ra[4 * g] = t.x; ra[4 * g + 1] = t.y; ra[4 * g + 2] = t.z; ra[4 * g + 3] = t.w;
+      }
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
+      for (int g = 0; g < TN / 4; ++g) {
+        const float4 t = *reinterpret_cast<const float4*>(&Bs[buf][kk][g * 64 + tx * 4]);
+        rb[4 * g] = t.x; rb[4 * g + 1] = t.y; rb[4 * g + 2] = t.z; rb[4 * g + 3] = t.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
     }
     if (more) {
-      store_kmajor<ALoader, BM>(As[buf ^ 1], va);
-      store_kmajor<BLoader, BN>(Bs[buf ^ 1], vb);
+#pragma unroll
+      for (int p = 0; p < PA; ++p) store_kmajor<ALoader, TBM, TBK>(As[buf ^ 1], p, va[p]);
+#pragma unroll
+      for (int p = 0; p < PB; ++p) store_kmajor<BLoader, TBN, TBK>(Bs[buf ^ 1], p, vb[p]);
     }
     __syncthreads();
     buf ^= 1;
   }
 
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
-    epi.store4(m, n0 + tx * 4, acc[i]);
-    epi.store4(m, n0 + 64 + tx * 4, acc[i] + 4);
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + (i / 4) * 64 + ty * 4 + i % 4;
+#pragma unroll
+    for (int g = 0; g < TN / 4; ++g) epi.store4(m, n0 + g * 64 + tx * 4, &acc[i][4 * g]);
   }
+}
+
+// Number of SMs of the current device (read once).
+inline int sm_count() {
+  static int count = 0;
+  if (count == 0) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return count;
 }
 
 }  // namespace tile

@@ -199,8 +199,8 @@ def _matrix_strides(x):
     return None, None
 
 
-def _gemm(a, b, bias, act, op, out=None, act_param=0.0):
-    """act(a @ b + bias) over broadcast batch axes through _C.matmul; a (..., m, k), b (..., k, n)."""
+def _gemm(a, b, op, out=None):
+    """a @ b over broadcast batch axes through _C.matmul; a (..., m, k), b (..., k, n)."""
     batch_shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     m, k = a.shape[-2:]
     n = b.shape[-1]
@@ -218,8 +218,8 @@ def _gemm(a, b, bias, act, op, out=None, act_param=0.0):
             view, (rs, cs) = _matrix_strides(x)
         operands.append((view, (bs, rs, cs)))
     (av, ast), (bv, bst) = operands
-    _C.matmul(batch, m, n, k, av.data.ptr, ast, bv.data.ptr, bst, y.data.ptr, _ptr(bias), act,
-              float(act_param), _allow_tf32(), _stream())
+    _C.matmul(batch, m, n, k, av.data.ptr, ast, bv.data.ptr, bst, y.data.ptr, 0, 0, 0.0, _allow_tf32(),
+              _stream())
     return y
 
 
@@ -248,7 +248,7 @@ def _f32_view(a, op, arg):
 def matmul(a, b, out=None):
     a, b = _f32_view(a, "matmul", "a"), _f32_view(b, "matmul", "b")
     _check_matmul(a, b)
-    return _gemm(a, b, None, 0, "matmul", out)
+    return _gemm(a, b, "matmul", out)
 
 
 def linear(x, w, b=None, activation=None, out=None):
@@ -263,11 +263,16 @@ def linear(x, w, b=None, activation=None, out=None):
         b = _f32(b, "linear", "bias")
         if b.shape != (w.shape[0],):
             raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1])
-    out2 = None if out is None else _out(out, lead + (w.shape[0],), "linear").reshape(-1, w.shape[0])
-    y = _gemm(x2, w.T, b, _LINEAR_CODES[activation], "linear", out2)
-    return y.reshape(lead + (w.shape[0],))
+    lead, (n, k) = x.shape[:-1], w.shape
+    # The fused epilogue is built for one layout: x row-major (m, k) and w row-major (n, k),
+    # read as the column-major k x n matrix w.T.
+    x2 = cp.ascontiguousarray(x.reshape(-1, k))
+    w = cp.ascontiguousarray(w)
+    y = _out(out, lead + (n,), "linear")
+    if y.size:
+        _C.matmul(1, x2.shape[0], n, k, x2.data.ptr, (0, k, 1), w.data.ptr, (0, 1, k), y.data.ptr, _ptr(b),
+                  _LINEAR_CODES[activation], 0.0, _allow_tf32(), _stream())
+    return y
 
 
 # --------------------------------------------------------------------------------------
