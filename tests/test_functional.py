@@ -126,6 +126,22 @@ def test_conv2d_gradcheck(rng, xs, ws, stride, padding, dilation, groups):
     assert gradcheck(fn, (leaf(x), leaf(w), leaf(b)))
 
 
+def test_only_inputs_requiring_grad_get_one(rng):
+    x, w, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    const_x, weight, const_b = pe.tensor(x), leaf(w), pe.tensor(b)
+    F.conv2d(const_x, weight, const_b, padding=1).sum().backward()
+    assert const_x.grad is None and const_b.grad is None
+    # d(sum y)/dw[o, c, i, j] is the sum of the input window that tap (i, j) sees.
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    ref = np.stack([[[[xpad[:, c, i:i + 6, j:j + 5].sum() for j in range(3)] for i in range(3)]
+                     for c in range(3)]] * 4)
+    np.testing.assert_allclose(weight.grad.numpy(), ref, rtol=1e-10)
+    xs, wl = leaf(rng.standard_normal((3, 5))), pe.tensor(rng.standard_normal((2, 5)))
+    F.linear(xs, wl).sum().backward()
+    np.testing.assert_allclose(xs.grad.numpy(), np.tile(wl.numpy().sum(axis=0), (3, 1)), rtol=1e-12)
+    assert wl.grad is None
+
+
 @pytest.mark.torch
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups",
