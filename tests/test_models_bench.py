@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pyengine as pe
-
 pytestmark = pytest.mark.torch
 
 
