@@ -114,6 +114,8 @@ def test_norm_arguments(rng):
         F.layer_norm(x, 5, pe.tensor(np.ones(4)))
     with pytest.raises(ValueError, match=r"running_mean of shape \(4,\) does not match the 3 channels"):
         F.batch_norm(x, pe.tensor(np.zeros(4)), pe.tensor(np.ones(3)))
+    with pytest.raises(TypeError, match="batch_norm: momentum must be a float, got NoneType"):
+        F.batch_norm(x, None, None, training=True, momentum=None)
     with pytest.raises(ValueError, match="more than 1 value per channel when training"):
         F.batch_norm(pe.tensor(rng.standard_normal((1, 3))), None, None, training=True)
 

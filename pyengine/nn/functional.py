@@ -562,10 +562,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if math.prod(input.shape) // c <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input of shape {tuple(input.shape)}")
+    if not isinstance(momentum, (int, float)):
+        # nn.BatchNorm turns momentum=None (cumulative average) into a number before calling.
+        raise TypeError(f"{op}: momentum must be a float, got {type(momentum).__name__}")
     rm = None if running_mean is None else running_mean.data
     rv = None if running_var is None else running_var.data
     return BatchNorm.apply(input, weight, bias, rm, rv, bool(training),
-                           0.0 if momentum is None else float(momentum), float(eps))
+                           float(momentum), float(eps))
 
 
 # ---------------------------------------------------------------------------- dropout, embedding
