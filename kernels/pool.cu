@@ -11,8 +11,10 @@
 // may overlap and the backward gets only the indices, not the window geometry.
 // Memory-bound: floor = (bytes of x + y (+ indices)) / copy bandwidth.
 //
-// Measured (fill in from bench/device_check.sh; ceiling = measured D2D copy bandwidth):
-//   v1 max 3x3/2 on (64, 64, 112, 112): forward ___ GB/s (___% of copy); avg 2x2/2 ___ GB/s.  card: ___  date: ___
+// Measured (bench/device_check.sh; ceiling = measured D2D copy bandwidth, 2.8 TB/s):
+//   v1 (64-bit index math) H100 80GB HBM3, 2026-11-27, x = (64, 64, 112, 112):
+//      max 3x3/2 fwd 1680 GB/s (0.60 of copy), bwd 1822 (0.66); avg 2x2/2 fwd 1906 (0.69), bwd 459 (0.17).
+//   v2 (32-bit index math when the size allows): ___
 #include "common.cuh"
 #include "kernels_core.h"
 
@@ -25,14 +27,13 @@ namespace {
 
 constexpr int kThreads = 256;
 
+template <typename I>
 __global__ void max_pool_fwd(PoolShape s, const float* __restrict__ x, float* __restrict__ y,
-                             long long* __restrict__ idx, long long total) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const int ow = i % s.ow;
-    const int oh = (i / s.ow) % s.oh;
-    const long long plane = i / ((long long)s.ow * s.oh);
-    const float* xp = x + plane * s.h * s.w;
+                             long long* __restrict__ idx, I total) {
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    const I q = i / s.ow, plane = q / s.oh;
+    const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
+    const float* xp = x + (long long)plane * s.h * s.w;
     const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
     float best = -INFINITY;
     // PyTorch starts from the window's first in-bounds tap, so an all -inf window still
@@ -59,11 +60,12 @@ __global__ void max_pool_fwd(PoolShape s, const float* __restrict__ x, float* __
   }
 }
 
+template <typename I>
 __global__ void max_pool_bwd(PoolShape s, const float* __restrict__ gy, const long long* __restrict__ idx,
-                             float* __restrict__ gx, long long total) {
-  const long long out_plane = (long long)s.oh * s.ow, in_plane = (long long)s.h * s.w;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
+                             float* __restrict__ gx, I total) {
+  const I out_plane = (I)s.oh * s.ow;
+  const long long in_plane = (long long)s.h * s.w;
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
     const long long plane = i / out_plane;
     const long long j = idx[i];
     if (j >= 0 && j < in_plane) atomicAdd(gx + plane * in_plane + j, gy[i]);
@@ -78,17 +80,17 @@ __device__ __forceinline__ float avg_divisor(const PoolShape& s, int oh, int ow,
   if (include_pad) return static_cast<float>((h1 - h0) * (w1 - w0));
   h0 = max(h0, 0); w0 = max(w0, 0);
   h1 = min(h1, s.h); w1 = min(w1, s.w);
-  return static_cast<float>((h1 - h0) * (w1 - w0));
+  // A ceil_mode window lying wholly in the padding sums nothing: 0, not 0/0.
+  return h1 > h0 && w1 > w0 ? static_cast<float>((h1 - h0) * (w1 - w0)) : 1.f;
 }
 
+template <typename I>
 __global__ void avg_pool_fwd(PoolShape s, bool include_pad, int override_, const float* __restrict__ x,
-                             float* __restrict__ y, long long total) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const int ow = i % s.ow;
-    const int oh = (i / s.ow) % s.oh;
-    const long long plane = i / ((long long)s.ow * s.oh);
-    const float* xp = x + plane * s.h * s.w;
+                             float* __restrict__ y, I total) {
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    const I q = i / s.ow, plane = q / s.oh;
+    const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
+    const float* xp = x + (long long)plane * s.h * s.w;
     const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
     const int hb = max(h0, 0), wb = max(w0, 0), he = min(h0 + s.kh, s.h), we = min(w0 + s.kw, s.w);
     float sum = 0.f;
@@ -98,14 +100,13 @@ __global__ void avg_pool_fwd(PoolShape s, bool include_pad, int override_, const
   }
 }
 
+template <typename I>
 __global__ void avg_pool_bwd(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
-                             float* __restrict__ gx, long long total) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const int iw = i % s.w;
-    const int ih = (i / s.w) % s.h;
-    const long long plane = i / ((long long)s.w * s.h);
-    const float* gp = gy + plane * s.oh * s.ow;
+                             float* __restrict__ gx, I total) {
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    const I q = i / s.w, plane = q / s.h;
+    const int iw = static_cast<int>(i - q * s.w), ih = static_cast<int>(q - plane * s.h);
+    const float* gp = gy + (long long)plane * s.oh * s.ow;
     // Windows (oh, ow) with oh*sh - ph <= ih < oh*sh - ph + kh.
     const int oh_lo = max(0, ceil_div(ih + s.ph - s.kh + 1 + s.sh * s.kh, s.sh) - s.kh);
     const int oh_hi = min(s.oh - 1, (ih + s.ph) / s.sh);
@@ -117,6 +118,14 @@ __global__ void avg_pool_bwd(PoolShape s, bool include_pad, int override_, const
         sum += gp[oh * s.ow + ow] / avg_divisor(s, oh, ow, include_pad, override_);
     gx[i] = sum;
   }
+}
+
+// 32-bit index arithmetic whenever the element count allows: the per-element divisions
+// that decompose a flat index cost several times more in 64 bits.
+template <class F>
+void with_index(long long total, F&& f) {
+  if (total < (1LL << 31) - (1LL << 24)) f(static_cast<int>(total));
+  else f(total);
 }
 
 std::string describe(const char* kernel, const PoolShape& s) {
@@ -140,8 +149,10 @@ void max_pool2d_forward(const PoolShape& s, std::uintptr_t x, std::uintptr_t y, 
   validate(s, "max_pool2d");
   const long long total = (long long)s.nc * s.oh * s.ow;
   if (total == 0) return;
-  max_pool_fwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
-      s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), total);
+  with_index(total, [&](auto t) {
+    max_pool_fwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
+        s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
+  });
   check_launch(describe("max_pool2d_forward", s));
 }
 
@@ -151,8 +162,10 @@ void max_pool2d_backward(const PoolShape& s, std::uintptr_t gy, std::uintptr_t i
   cudaStream_t st = as_stream(stream);
   CUDA_CHECK(cudaMemsetAsync(dptr<float>(gx), 0, sizeof(float) * (size_t)s.nc * s.h * s.w, st));
   if (total == 0) return;
-  max_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, st>>>(s, dptr<const float>(gy),
-                                                               dptr<const long long>(idx), dptr<float>(gx), total);
+  with_index(total, [&](auto t) {
+    max_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, st>>>(s, dptr<const float>(gy),
+                                                                 dptr<const long long>(idx), dptr<float>(gx), t);
+  });
   check_launch(describe("max_pool2d_backward", s));
 }
 
@@ -161,8 +174,10 @@ void avg_pool2d_forward(const PoolShape& s, bool count_include_pad, int divisor_
   validate(s, "avg_pool2d");
   const long long total = (long long)s.nc * s.oh * s.ow;
   if (total == 0) return;
-  avg_pool_fwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
-      s, count_include_pad, divisor_override, dptr<const float>(x), dptr<float>(y), total);
+  with_index(total, [&](auto t) {
+    avg_pool_fwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
+        s, count_include_pad, divisor_override, dptr<const float>(x), dptr<float>(y), t);
+  });
   check_launch(describe("avg_pool2d_forward", s));
 }
 
@@ -171,8 +186,10 @@ void avg_pool2d_backward(const PoolShape& s, bool count_include_pad, int divisor
   validate(s, "avg_pool2d");
   const long long total = (long long)s.nc * s.h * s.w;
   if (total == 0) return;
-  avg_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
-      s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), total);
+  with_index(total, [&](auto t) {
+    avg_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
+        s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t);
+  });
   check_launch(describe("avg_pool2d_backward", s));
 }
 
