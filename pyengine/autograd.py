@@ -86,6 +86,7 @@ class Context:
         self._parents = ()
         self._outputs = ()
         self._retained = {}
+        self._out_xp = None
 
     def save_for_backward(self, *arrays):
         self._saved = arrays
@@ -177,6 +178,7 @@ def _record(ctx, args, outs, results, diff):
             parents.append((a._ctx, a._out_idx, a.data.shape))
     ctx._parents = parents
     ctx._outputs = [(r.data.shape, r.data.dtype) if r is not None else None for r in results]
+    ctx._out_xp = backend_for(results[diff[0]].device).xp  # where zero gradients are made
     for i in diff:
         r = results[i]
         r._requires_grad = True
@@ -246,12 +248,13 @@ def backward(tensor, gradient=None, retain_graph=False):
         for node in _toposort(tensor._ctx):
             got = grads.pop(id(node), None)
             if got:  # a node no gradient reached passes none on (its leaves keep .grad None)
-                _run_node(node, got, grads, xp)
+                _run_node(node, got, grads)
             if not retain_graph:
                 node._saved, node._freed = (), True
 
 
-def _run_node(node, got, grads, xp):
+def _run_node(node, got, grads):
+    xp = node._out_xp
     outs = [got[i] if i in got else None if meta is None else xp.zeros(meta[0], dtype=meta[1])
             for i, meta in enumerate(node._outputs)]
     for i, ref in node._retained.items():

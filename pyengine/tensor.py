@@ -698,7 +698,7 @@ class Tensor:
                                f"shape {list(out.shape)}")
         if out.dtype.category > self.dtype.category:
             raise RuntimeError(f"result type {out.dtype} can't be cast to the desired output type {self.dtype}")
-        if not self.data.flags.writeable:
+        if not getattr(self.data.flags, "writeable", True):  # CuPy's flags have no writeable
             raise RuntimeError("unsupported operation: this tensor's memory is read-only or shared "
                                "by several of its elements (an expand()); clone() it first")
         self.data[...] = out.data
