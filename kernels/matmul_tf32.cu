@@ -2,16 +2,19 @@
 // (10-bit mantissa inputs, float32 accumulation), used when
 // pe.backends.cuda.matmul.allow_tf32 is True (off by default, as in PyTorch).
 //
-// Technique (v1): mma.sync.m16n8k8 (sm_80+, runs on sm_90 too). 128 x 128 x 16 block
+// Technique (v2): mma.sync.m16n8k8 (sm_80+, runs on sm_90 too). 128 x 128 x 16 block
 // tiles, 8 warps in a 2 x 4 grid, each warp owning 64 x 32 of C as 4 x 4 mma tiles
 // (64 float32 accumulators per thread). Operands are rounded to TF32 (cvt.rna) once, when
 // stored to shared memory, in k-contiguous rows padded to 20 floats so the fragment reads
-// (8 rows x 4 columns per warp) hit 32 distinct banks. Global loads reuse matmul's strided
+// (8 rows x 4 columns per warp) hit 32 distinct banks; v2 reads the fragments with ldmatrix.x4
+// (one instruction per 16 x 8 A fragment or pair of B fragments instead of four loads). Global loads reuse matmul's strided
 // loader (16-byte where the layout allows), prefetched one tile ahead into registers.
 // Not yet: wgmma (sm_90a) and a cp.async/TMA pipeline.
 //
 // Measured (fill in from bench/device_check.sh; ratio to cuBLAS with TF32 on):
-//   v1 1024^3: ___ GFLOP/s = ___ x cuBLAS;  4096^3: ___ GFLOP/s = ___ x cuBLAS.  card: ___  date: ___
+//   v1 (scalar fragment loads) H100 80GB HBM3, 2026-11-27: 1024^3 15.9 TFLOP/s = 0.34 x cuBLAS
+//      TF32 (47.3); 4096^3 52.9 TFLOP/s = 0.16 x cuBLAS TF32 (340).
+//   v2 (ldmatrix): ___
 #include "common.cuh"
 #include "kernels_core.h"
 #include "matmul_tile.cuh"
@@ -39,6 +42,14 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4], 
 #else
   __trap();
 #endif
+}
+
+// Four 8 x 8 b16 (= 8 x 4 float) blocks of shared memory, one row address per lane.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const float* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
 }
 
 // A run of 4 into a k-contiguous tile s[ROWS][PITCH], rounded to TF32.
@@ -105,19 +116,19 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
       for (int kk = 0; kk < TBK; kk += 8) {
         unsigned fa[4][4], fb[4][2];
+        // ldmatrix hands each lane word (lane % 4) of row (lane / 4) of four 8 x 4-float
+        // blocks: exactly the (g, t) layout of the tf32 A and B fragments.
 #pragma unroll
-        for (int mt = 0; mt < 4; ++mt) {
-          const int r = wm * 64 + mt * 16 + g;
-          fa[mt][0] = __float_as_uint(As[buf][r][kk + t]);
-          fa[mt][1] = __float_as_uint(As[buf][r + 8][kk + t]);
-          fa[mt][2] = __float_as_uint(As[buf][r][kk + t + 4]);
-          fa[mt][3] = __float_as_uint(As[buf][r + 8][kk + t + 4]);
-        }
+        for (int mt = 0; mt < 4; ++mt)
+          ldmatrix_x4(fa[mt], &As[buf][wm * 64 + mt * 16 + lane % 8 + (lane / 8) % 2 * 8][kk + lane / 16 * 4]);
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const int cidx = wn * 32 + nt * 8 + g;
-          fb[nt][0] = __float_as_uint(Bs[buf][cidx][kk + t]);
-          fb[nt][1] = __float_as_uint(Bs[buf][cidx][kk + t + 4]);
+        for (int np = 0; np < 2; ++np) {
+          unsigned r[4];
+          ldmatrix_x4(r, &Bs[buf][wn * 32 + np * 16 + lane % 8 + lane / 16 * 8][kk + (lane / 8) % 2 * 4]);
+          fb[2 * np][0] = r[0];
+          fb[2 * np][1] = r[1];
+          fb[2 * np + 1][0] = r[2];
+          fb[2 * np + 1][1] = r[3];
         }
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt)
