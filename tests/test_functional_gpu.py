@@ -154,3 +154,8 @@ def test_mixed_devices_raise_naming_both(rng, provider):
     w = pe.tensor(_f32(rng, 2, 5), device="cuda")
     with pytest.raises(RuntimeError, match="cpu and cuda|cuda and cpu"):
         F.linear(x, w)
+    # Class weights reach the Function as plain arrays: functional checks their device.
+    logits = pe.tensor(_f32(rng, 3, 5), device="cuda")
+    with pytest.raises(RuntimeError, match="input is on cuda and weight on cpu"):
+        F.cross_entropy(logits, pe.tensor(np.array([0, 4, 2]), device="cuda"),
+                        weight=pe.tensor(np.ones(5, np.float32)))

@@ -92,11 +92,18 @@ def _reduction(op, reduction, size_average=None, reduce=None):
     return reduction
 
 
-def _constant(op, name, t):
-    """A weight-like argument that we do not differentiate: its array, or None."""
+def _constant(op, name, t, input):
+    """A weight-like argument that we do not differentiate: its array, or None.
+
+    It reaches the Function as a plain array, so autograd's device check never sees it:
+    check here that it lives with ``input``.
+    """
     if t is None:
         return None
     _tensor(op, name, t)
+    if t.device != input.device:
+        raise RuntimeError(f"{op}: expected all tensors on one device, but input is on "
+                           f"{input.device} and {name} on {t.device}")
     if t.requires_grad and is_grad_enabled():
         raise NotImplementedError(f"{op}: gradient with respect to {name} is not supported; "
                                   f"pass {name}.detach()")
@@ -380,7 +387,7 @@ def _class_target(op, input, target, ignore_index):
 
 
 def _class_weight(op, weight, n_classes, input):
-    w = _constant(op, "weight", weight)
+    w = _constant(op, "weight", weight, input)
     if w is not None and (tuple(weight.shape) != (n_classes,) or weight.dtype != input.dtype):
         raise ValueError(f"{op}: weight must be a {input.dtype} tensor of shape ({n_classes},) "
                          f"for input of shape {tuple(input.shape)}, got {weight.dtype} "
@@ -457,7 +464,7 @@ def _pair_loss_args(op, input, target):
 
 def _pointwise_loss(op, fn, input, target, size_average, reduce, reduction, weight):
     _pair_loss_args(op, input, target)
-    w = _constant(op, "weight", weight)
+    w = _constant(op, "weight", weight, input)
     if w is not None:
         if tuple(weight.shape) != tuple(input.shape):
             raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} must have the size "
@@ -481,7 +488,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 
 def _broadcast_weight(op, name, weight, input):
     """The array of an optional weight that must broadcast to input's shape without growing it."""
-    w = _constant(op, name, weight)
+    w = _constant(op, name, weight, input)
     if w is None:
         return None
     shape = tuple(input.shape)
@@ -565,8 +572,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not isinstance(momentum, (int, float)):
         # nn.BatchNorm turns momentum=None (cumulative average) into a number before calling.
         raise TypeError(f"{op}: momentum must be a float, got {type(momentum).__name__}")
-    rm = None if running_mean is None else running_mean.data
-    rv = None if running_var is None else running_var.data
+    rm = _constant(op, "running_mean", running_mean, input)
+    rv = _constant(op, "running_var", running_var, input)
     return BatchNorm.apply(input, weight, bias, rm, rv, bool(training),
                            float(momentum), float(eps))
 
@@ -667,7 +674,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         if len(ms) > len(target) or not all(a in (1, b) for a, b in zip(ms[::-1], target[::-1])):
             raise ValueError(f"{op}: attn_mask of shape {ms} does not broadcast to the "
                              f"attention weights' shape {target}")
-        mask = attn_mask.data
+        mask = _constant(op, "attn_mask", attn_mask, query)
     return ScaledDotProductAttention.apply(query, key, value, mask, bool(is_causal),
                                            None if scale is None else float(scale),
                                            float(dropout_p))
