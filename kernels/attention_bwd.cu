@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
     if (gn >= a.s) continue;
 #pragma unroll
     for (int j = 0; j < D / 16; ++j) {
-      const int c = tx + 16 * j;
+      const int c = attn_col<D>(tx, j);
       if (c < a.e) gk[(long long)gn * a.e + c] = dk[i][j] * a.scale;
       if (c < a.ev) gv[(long long)gn * a.ev + c] = dv[i][j];
     }
@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
     if (gi >= a.l) continue;
 #pragma unroll
     for (int j = 0; j < D / 16; ++j) {
-      const int c = tx + 16 * j;
+      const int c = attn_col<D>(tx, j);
       if (c < a.e) gq[(long long)gi * a.e + c] = dq[i][j] * a.scale;
     }
   }

@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
     const float inv = 1.f / row_sum[i];
 #pragma unroll
     for (int j = 0; j < D / 16; ++j) {
-      const int c = tx + 16 * j;
+      const int c = attn_col<D>(tx, j);
       if (c < a.ev) out[(long long)gi * a.ev + c] = acc[i][j] * inv;
     }
     if (tx == 0)

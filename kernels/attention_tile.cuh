@@ -1,16 +1,20 @@
 // Tile pieces shared by the flash-attention forward and backward kernels.
 //
 // A block of 256 threads works on 64 x 64 tiles (64 queries by 64 keys) held in shared memory
-// with a row stride of D + 1 floats (65 for the probability tile): a warp's threads then read
-// 16 different rows at the same column from 16 different banks. Thread (tx, ty) = (t % 16,
-// t / 16) owns the 4 x 4 fragment of rows ty + 16 i and columns tx + 16 j of a 64 x 64 tile,
-// and columns tx + 16 j of a 64 x D tile, so the 16 threads sharing a row sit in one half-warp
-// and reduce it with four shuffles. Head dims are padded with zeros up to D (16, 32, 64, 128).
-// Scores are kept in base 2 (scaled by log2 e) so the exponentials are exp2.
+// with a row stride of D + 4 floats (68 for the probability tile), so rows stay 16-byte
+// aligned for float4 accesses and 8 consecutive rows start in 8 different bank groups.
+// Thread (tx, ty) = (t % 16, t / 16) owns the 4 x 4 fragment of rows ty + 16 i and columns
+// tx + 16 j of a 64 x 64 tile: the 16 threads sharing a row sit in one half-warp and reduce
+// it with four shuffles. In a 64 x D tile it owns rows ty + 16 i and the D / 16 columns
+// attn_col(tx, j), runs of up to 4 adjacent columns so they load as one float4. Both tile
+// products read shared memory 4 floats at a time (float4 along the reduced dim), a quarter
+// of the load instructions of scalar reads per FFMA. Head dims are padded with zeros up to D
+// (16, 32, 64, 128). Scores are kept in base 2 (scaled by log2 e) so exponentials are exp2.
 #pragma once
 
 #include "common.cuh"
 #include "kernels_nn.h"
+#include "nn_rows.cuh"
 
 #include <math_constants.h>
 
@@ -20,17 +24,38 @@ namespace pyengine {
 
 constexpr int kAttnThreads = 256;
 constexpr int kAttnTile = 64;
-constexpr int kAttnLdP = kAttnTile + 1;
+constexpr int kAttnLdP = kAttnTile + 4;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 template <int D>
-constexpr int attn_ld() { return D + 1; }
+constexpr int attn_ld() { return D + 4; }
 
-// Rows [r0, r0 + 64) of a row-major (n, width) matrix into a 64 x D tile, zeros outside.
+// Adjacent D-dim columns per run in a thread's slice of a 64 x D tile (float4 when D >= 64).
+template <int D>
+constexpr int attn_run() { return D / 16 < 4 ? D / 16 : 4; }
+
+// The D-dim column of a thread's accumulator slot j (j < D / 16).
+template <int D>
+__device__ __forceinline__ int attn_col(int tx, int j) {
+  constexpr int R = attn_run<D>();
+  return (j / R) * 16 * R + tx * R + j % R;
+}
+
+// Rows [r0, r0 + 64) of a row-major (n, width) matrix into a 64 x D tile, zeros outside;
+// float4 global loads when every row starts 16-byte aligned.
 template <int D>
 __device__ __forceinline__ void attn_load_tile(float* dst, const float* __restrict__ src, int r0, int n,
                                                int width) {
+  if (width % 4 == 0 && reinterpret_cast<std::uintptr_t>(src) % 16 == 0) {
+    for (int idx = threadIdx.x; idx < kAttnTile * D / 4; idx += kAttnThreads) {
+      const int r = idx / (D / 4), c = idx % (D / 4) * 4, gr = r0 + r;
+      const float4 v = (gr < n && c < width) ? *reinterpret_cast<const float4*>(src + (long long)gr * width + c)
+                                             : make_float4(0.f, 0.f, 0.f, 0.f);
+      *reinterpret_cast<float4*>(dst + r * attn_ld<D>() + c) = v;
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < kAttnTile * D; idx += kAttnThreads) {
     const int r = idx / D, c = idx % D, gr = r0 + r;
     dst[r * attn_ld<D>() + c] = (gr < n && c < width) ? src[(long long)gr * width + c] : 0.f;
@@ -56,36 +81,43 @@ __device__ __forceinline__ void attn_frag_dot(float (&s)[4][4], const float* A, 
   for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j) s[i][j] = 0.f;
-#pragma unroll 8
-  for (int c = 0; c < D; ++c) {
-    float x[4], y[4];
+#pragma unroll 1
+  for (int c = 0; c < D; c += 4) {
+    float x[4][4], y[4][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      x[i] = A[(ra + 16 * i) * attn_ld<D>() + c];
-      y[i] = B[(rb + 16 * i) * attn_ld<D>() + c];
+      load_vec<4>(A + (ra + 16 * i) * attn_ld<D>() + c, x[i]);
+      load_vec<4>(B + (rb + 16 * i) * attn_ld<D>() + c, y[i]);
     }
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int k = 0; k < 4; ++k)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) s[i][j] = fmaf(x[i], y[j], s[i][j]);
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[i][j] = fmaf(x[i][k], y[j][k], s[i][j]);
   }
 }
 
-// acc[i][j] += sum_n P[ra + 16 i][n] * V[n][cb + 16 j]: P a 64 x 64 tile, V a 64 x D tile.
+// acc[i][j] += sum_n P[ra + 16 i][n] * V[n][attn_col(tx, j)]: P a 64 x 64 tile, V a 64 x D tile.
 template <int D>
 __device__ __forceinline__ void attn_frag_pv(float (&acc)[4][D / 16], const float* P, int ra, const float* V,
-                                             int cb) {
-#pragma unroll 4
-  for (int n = 0; n < kAttnTile; ++n) {
-    float p[4], w[D / 16];
+                                             int tx) {
+  constexpr int R = attn_run<D>();
+#pragma unroll 1
+  for (int n = 0; n < kAttnTile; n += 4) {
+    float p[4][4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) p[i] = P[(ra + 16 * i) * kAttnLdP + n];
+    for (int i = 0; i < 4; ++i) load_vec<4>(P + (ra + 16 * i) * kAttnLdP + n, p[i]);
 #pragma unroll
-    for (int j = 0; j < D / 16; ++j) w[j] = V[n * attn_ld<D>() + cb + 16 * j];
+    for (int k = 0; k < 4; ++k) {
+      float w[D / 16 / R][R];
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+      for (int g = 0; g < D / 16 / R; ++g) load_vec<R>(V + (n + k) * attn_ld<D>() + g * 16 * R + tx * R, w[g]);
 #pragma unroll
-      for (int j = 0; j < D / 16; ++j) acc[i][j] = fmaf(p[i], w[j], acc[i][j]);
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < D / 16; ++j) acc[i][j] = fmaf(p[i][k], w[j / R][j % R], acc[i][j]);
+    }
   }
 }
 

@@ -79,12 +79,15 @@ __device__ __forceinline__ MaxSum group_maxsum(MaxSum v, float* scratch) {
   return v;
 }
 
-// VEC consecutive floats: one 16-byte access when VEC == 4 (caller guarantees alignment).
+// VEC consecutive floats in one access when VEC is 2 or 4 (caller guarantees alignment).
 template <int VEC>
 __device__ __forceinline__ void load_vec(const float* p, float (&v)[VEC]) {
   if constexpr (VEC == 4) {
     const float4 q = *reinterpret_cast<const float4*>(p);
     v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+  } else if constexpr (VEC == 2) {
+    const float2 q = *reinterpret_cast<const float2*>(p);
+    v[0] = q.x; v[1] = q.y;
   } else {
 #pragma unroll
     for (int i = 0; i < VEC; ++i) v[i] = p[i];
