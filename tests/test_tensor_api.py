@@ -18,6 +18,10 @@ def test_tensor_infers_dtypes_like_torch(rng):
     a[0, 0] = 100.0
     assert t[0, 0].item() != 100.0, "pe.tensor must copy"
     assert pe.tensor(a, dtype=pe.float32).dtype == pe.float32
+    src = pe.tensor([1.0, 2.0])
+    copy = pe.tensor(src)
+    src.add_(1.0)
+    assert copy.tolist() == [1.0, 2.0], "pe.tensor(tensor) must copy"
     assert pe.tensor(rng.integers(0, 5, 4).astype(np.int32)).dtype == pe.int64
     t = pe.tensor([[1.0, 2.0]], requires_grad=True)
     assert t.requires_grad and t.is_leaf

@@ -22,7 +22,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor holding a copy of ``data`` (Python floats become float32, ints int64)."""
     device = check_device(device or (data.device if isinstance(data, Tensor) else "cpu"))
     arr = _to_array(data, dtype, get_backend(device))
-    if isinstance(data, np.ndarray) and isinstance(arr, np.ndarray) and np.shares_memory(arr, data):
+    src = data._host() if isinstance(data, Tensor) else data
+    if isinstance(src, np.ndarray) and isinstance(arr, np.ndarray) and np.shares_memory(arr, src):
         arr = arr.copy()
     return Tensor._make(arr, device, requires_grad)
 
