@@ -9,7 +9,7 @@ momentum) of
 with the same weights and inputs in both frameworks, and prints the median step time of each
 and the ratio pyengine/PyTorch (target: <= 1.5). The timing helpers are cpu_vs_torch.py's.
 
-    python bench/cpu_vs_torch_seq.py [--repeats N] [--json FILE]
+    python bench/cpu_vs_torch_seq.py [--repeats N] [--threads N] [--json FILE]
 
 Exits 0 with a message when PyTorch is not installed.
 """
@@ -153,6 +153,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20, help="timed steps per model (median reported)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="threads for both PyTorch and NumPy's BLAS (default: theirs)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -160,6 +161,10 @@ def main(argv=None) -> int:
     except ImportError:
         print("cpu_vs_torch_seq: PyTorch is not installed; nothing to compare against (pip install torch).")
         return 0
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+        torch.set_num_threads(args.threads)
+        threadpool_limits(limits=args.threads, user_api="blas")
 
     rng = np.random.default_rng(0)
     rows = []
