@@ -1,4 +1,6 @@
 """Elementwise losses (MSE, L1, binary cross-entropy) and the reduction they share."""
+import math
+
 from pyengine.autograd import Function
 
 
@@ -19,10 +21,7 @@ def unreduce(xp, g, shape, reduction, denominator=None):
     if reduction == "none":
         return g
     if reduction == "mean":
-        size = 1
-        for n in shape:
-            size *= n
-        g = g / (size if denominator is None else denominator.astype(g.dtype))
+        g = g / (math.prod(shape) if denominator is None else denominator.astype(g.dtype))
     return xp.broadcast_to(g, shape)
 
 

@@ -1,4 +1,6 @@
 """Layer and batch normalisation."""
+import math
+
 from pyengine.autograd import Function
 
 
@@ -7,9 +9,7 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, n_norm, eps):
-        d = 1
-        for n in x.shape[x.ndim - n_norm:]:
-            d *= n
+        d = math.prod(x.shape[x.ndim - n_norm:])
         rows = x.reshape(-1, d)
         w = None if weight is None else weight.reshape(d)
         b = None if bias is None else bias.reshape(d)
