@@ -849,8 +849,11 @@ def where(condition, input, other):
         input = Tensor._make(condition._backend.xp.asarray(input, dtype=promote(input, other).np),
                              condition.device)
     a, b = _pair(input, other, "where")
-    shapes = [condition.shape] + [x.shape for x in (a, b) if isinstance(x, Tensor)]
-    broadcast_shapes("where", *shapes)
+    # A scalar becomes a 0-dim array of the result dtype: CuPy's where would widen a Python float.
+    ref = a if isinstance(a, Tensor) else b
+    a, b = (x if isinstance(x, Tensor) else Tensor._make(ref._backend.xp.asarray(x, dtype=ref.data.dtype),
+                                                         ref.device) for x in (a, b))
+    broadcast_shapes("where", condition.shape, a.shape, b.shape)
     return A.Where.apply(condition, a, b)
 
 
