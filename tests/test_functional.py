@@ -212,6 +212,18 @@ def test_max_pool2d_matches_reference_and_gradcheck(rng, xs, k, s, p, d, ceil_mo
     assert gradcheck(lambda a: F.max_pool2d(a, k, s, p, d, ceil_mode), (leaf(x),))
 
 
+def test_pools_accept_unbatched_chw(rng):
+    x = rng.standard_normal((3, 7, 5))
+    y, idx = F.max_pool2d(leaf(x), 2, 2, 1, return_indices=True)
+    ref_y, ref_idx = max_pool_ref(x[None], (2, 2), (2, 2), (1, 1), (1, 1), False)
+    assert y.shape == (3, 4, 3)
+    np.testing.assert_array_equal(y.detach().numpy(), ref_y[0])
+    np.testing.assert_array_equal(idx.numpy(), ref_idx[0])
+    z = F.avg_pool2d(leaf(x), 3, 2, 1, count_include_pad=False)
+    ref = avg_pool_ref(x[None], (3, 3), (2, 2), (1, 1), False, False, None)[0]
+    np.testing.assert_allclose(z.detach().numpy(), ref, rtol=1e-12)
+
+
 def avg_pool_ref(x, k, s, p, ceil_mode, count_include_pad, divisor_override):
     n, c, h, w = x.shape
     ho, wo = pool_out(h, k[0], s[0], p[0], 1, ceil_mode), pool_out(w, k[1], s[1], p[1], 1, ceil_mode)
