@@ -226,3 +226,21 @@ def test_cuda_matches_cpu(rng):
                         layer.self_attn.in_proj_weight.grad.cpu().numpy()])
     for ours, ref in zip(results[1], results[0]):
         np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_encoder_classifier_ignores_padding(rng):
+    """Trailing padding is masked from attention and pooling: the logits of a sequence do not
+    depend on how much padding follows it."""
+    from pyengine.models import EncoderClassifier
+
+    model = EncoderClassifier(vocab_size=9, num_classes=3, d_model=16, nhead=2, num_layers=2,
+                              dim_feedforward=33, max_len=12, dropout=0.0, pad_idx=0)
+    tokens = rng.integers(1, 9, size=(2, 5))
+    short = np.concatenate([tokens, np.zeros((2, 2), dtype=np.int64)], axis=1)
+    long = np.concatenate([tokens, np.zeros((2, 6), dtype=np.int64)], axis=1)
+    with pe.no_grad():
+        a, b = model(pe.tensor(short)).numpy(), model(pe.tensor(long)).numpy()
+    assert a.shape == (2, 3)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="length 13 exceeds max_len 12"):
+        model(pe.zeros(1, 13, dtype=pe.int64))

@@ -268,6 +268,9 @@ class RNNBase(Module):
     def all_weights(self):
         return [getattr(self, n) for n in self._flat_weights_names]
 
+    def flatten_parameters(self):
+        """Kept for PyTorch code that calls it; the weights are always used in place here."""
+
     def reset_parameters(self):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.all_weights:
