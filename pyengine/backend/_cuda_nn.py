@@ -34,6 +34,8 @@ def _ptr(a):
 
 def _f32(a, op, name):
     """``a`` as a contiguous float32 CuPy array, or a TypeError naming the op and dtype."""
+    if not isinstance(a, cp.ndarray):
+        raise TypeError(f"{op}: {name} must be a CuPy array on the GPU, got {type(a).__name__}")
     if a.dtype != cp.float32:
         raise TypeError(f"{op}: the native CUDA kernels take float32 only, got {name} of dtype {a.dtype}")
     return cp.ascontiguousarray(a)
@@ -343,6 +345,8 @@ def _sdpa_unfused_backward(gout, q, k, v, saved, scale):
 
 def _state(a, like, op, name):
     """An in-place operand: float32, contiguous (it cannot be copied), the parameter's shape."""
+    if not isinstance(a, cp.ndarray):
+        raise TypeError(f"{op}: {name} must be a CuPy array on the GPU, got {type(a).__name__}")
     if a.dtype != cp.float32:
         raise TypeError(f"{op}: the native CUDA kernels take float32 only, got {name} of dtype {a.dtype}")
     if a.shape != like.shape:
