@@ -1,12 +1,13 @@
-"""nn.functional on the GPU, for each kernel provider: every op's output and input gradients
-equal the CPU (NumPy backend) ones in float32. Runs only where a CUDA GPU is."""
+"""nn.functional on device "cuda": every op's output and input gradients equal the CPU
+(NumPy backend) ones in float32. On a GPU for each kernel provider (marked gpu); on the CPU
+through the Numba kernels under the CUDA simulator at tiny sizes (marked cudasim)."""
+import os
+
 import numpy as np
 import pytest
 
 import pyengine as pe
 import pyengine.nn.functional as F
-
-pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(params=["native", "numba"])
@@ -106,10 +107,8 @@ def _to(a, device):
     return pe.tensor(np.asarray(a), device=device, requires_grad=differentiable)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_gpu_matches_cpu_forward_and_backward(rng, provider, name):
-    fn, build = CASES[name]
-    arrays = build(rng)
+def _compare_devices(fn, arrays, rtol, atol):
+    """Run fn forward and backward on "cpu" and "cuda" from the same arrays; compare."""
     results = {}
     for device in ("cpu", "cuda"):
         inputs = [_to(a, device) for a in arrays]
@@ -120,12 +119,56 @@ def test_gpu_matches_cpu_forward_and_backward(rng, provider, name):
                            [t.grad.cpu().numpy() for t in inputs if t.grad is not None])
     (y_cpu, g_cpu), (y_gpu, g_gpu) = results["cpu"], results["cuda"]
     assert np.isfinite(y_gpu).all()
-    np.testing.assert_allclose(y_gpu, y_cpu, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y_gpu, y_cpu, rtol=rtol, atol=atol)
     assert len(g_gpu) == len(g_cpu) > 0
     for a, b in zip(g_gpu, g_cpu):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=10 * atol)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gpu_matches_cpu_forward_and_backward(rng, provider, name):
+    fn, build = CASES[name]
+    _compare_devices(fn, build(rng), rtol=1e-4, atol=1e-5)
+
+
+# The simulator runs every GPU thread in Python: a few ops at sizes of a handful.
+SIM_CASES = {
+    "linear": (F.linear, lambda r: (_f32(r, 3, 5), _f32(r, 4, 5), _f32(r, 4))),
+    "conv2d": (lambda x, w: F.conv2d(x, w, None, 2, 1, 1, 1),
+               lambda r: (_f32(r, 1, 2, 5, 4), _f32(r, 3, 2, 3, 3))),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 2, ceil_mode=True), lambda r: (_f32(r, 1, 2, 5, 3),)),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 3, 2, 1), lambda r: (_f32(r, 1, 2, 5, 3),)),
+    "gelu": (F.gelu, lambda r: (_f32(r, 2, 7),)),
+    "log_softmax": (lambda x: F.log_softmax(x, -1), lambda r: (_f32(r, 3, 7),)),
+    "cross_entropy": (lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+                      lambda r: (_f32(r, 5, 3), np.array([0, 2, -100, 1, 2]))),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, 6, w, b),
+                   lambda r: (_f32(r, 3, 6), _f32(r, 6), _f32(r, 6))),
+    "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                    lambda r: (_f32(r, 1, 3, 4), _f32(r, 1, 3, 4), _f32(r, 1, 3, 2))),
+}
+
+
+@pytest.fixture
+def numba_simulator():
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("runs only under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+    with pe.backends.cuda.kernels("numba"):
+        reason = pe.cuda.unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"Numba CUDA kernels unavailable under the simulator: {reason}")
+        yield
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("name", sorted(SIM_CASES))
+def test_numba_simulator_matches_cpu_forward_and_backward(rng, numba_simulator, name):
+    fn, build = SIM_CASES[name]
+    _compare_devices(fn, build(rng), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
 def test_gpu_one_hot_and_dropout(rng, provider):
     idx = rng.integers(0, 7, (5, 17))
     np.testing.assert_array_equal(F.one_hot(pe.tensor(idx, device="cuda"), 9).cpu().numpy(),
@@ -137,6 +180,7 @@ def test_gpu_one_hot_and_dropout(rng, provider):
     np.testing.assert_allclose(y[~dropped], x.cpu().numpy()[~dropped] / 0.7, rtol=1e-6)
 
 
+@pytest.mark.gpu
 def test_gpu_batch_norm_updates_running_stats_like_cpu(rng, provider):
     x = _f32(rng, 7, 5, 3, 3)
     stats = {}
@@ -149,6 +193,7 @@ def test_gpu_batch_norm_updates_running_stats_like_cpu(rng, provider):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.gpu
 def test_mixed_devices_raise_naming_both(rng, provider):
     x = pe.tensor(_f32(rng, 3, 5))
     w = pe.tensor(_f32(rng, 2, 5), device="cuda")
