@@ -66,6 +66,16 @@ def test_sdpa_options_match_reference_and_gradcheck(rng, option):
                      (leaf(q), leaf(k), leaf(v)))
 
 
+def test_sdpa_grouped_query_heads_share_key_value_heads(rng):
+    q, k, v = rng.standard_normal((2, 6, 3, 4)), rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((2, 2, 5, 3))
+    y = F.scaled_dot_product_attention(leaf(q), leaf(k), leaf(v), is_causal=True, enable_gqa=True)
+    # Query heads 0-2 read key/value head 0, heads 3-5 head 1.
+    ref = sdpa_ref(q, np.repeat(k, 3, axis=1), np.repeat(v, 3, axis=1), is_causal=True)
+    np.testing.assert_allclose(y.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+    assert gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, enable_gqa=True),
+                     (leaf(q[:1, :4, :2]), leaf(k[:1, :, :3]), leaf(v[:1, :, :3])))
+
+
 def test_sdpa_fully_masked_row_is_nan(rng):
     q, k, v = qkv(rng, (1,), 2, 3, 4, 4)
     mask = np.ones((2, 3), dtype=bool)
@@ -86,6 +96,16 @@ def test_sdpa_dropout_is_random_and_differentiable(rng):
         pe.manual_seed(11)  # one dropout mask for every finite-difference evaluation
         return F.scaled_dot_product_attention(a, b, c, dropout_p=0.3)
     assert gradcheck(reseeded, (leaf(q), leaf(k), leaf(v)))
+
+
+@pytest.mark.torch
+def test_sdpa_gqa_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    q, k, v = rng.standard_normal((2, 4, 3, 5)), rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((2, 2, 6, 3))
+    y = F.scaled_dot_product_attention(pe.tensor(q), pe.tensor(k), pe.tensor(v), enable_gqa=True)
+    ty = torch.nn.functional.scaled_dot_product_attention(
+        torch.tensor(q), torch.tensor(k), torch.tensor(v), enable_gqa=True)
+    np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.torch

@@ -148,6 +148,10 @@ def test_attention_arguments(rng):
     with pytest.raises(ValueError, match=r"query \(2, 3, 4\), key \(2, 5, 3\) and value \(2, 5, 4\)"):
         F.scaled_dot_product_attention(q, pe.tensor(rng.standard_normal((2, 5, 3))),
                                        pe.tensor(rng.standard_normal((2, 5, 4))))
+    with pytest.raises(ValueError, match="key/value heads must divide query heads"):
+        F.scaled_dot_product_attention(pe.tensor(rng.standard_normal((1, 3, 2, 4))),
+                                       pe.tensor(rng.standard_normal((1, 2, 5, 4))),
+                                       pe.tensor(rng.standard_normal((1, 2, 5, 4))), enable_gqa=True)
     k = pe.tensor(rng.standard_normal((2, 5, 4)))
     with pytest.raises(ValueError, match="attn_mask should not be set when is_causal=True"):
         F.scaled_dot_product_attention(q, k, k, attn_mask=pe.tensor(np.ones((3, 5), dtype=bool)),

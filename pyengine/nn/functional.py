@@ -15,7 +15,7 @@ from pyengine.backend import get_backend
 from pyengine.tensor import Tensor
 
 from ._functions.activation import Activation, Elu
-from ._functions.attention import ScaledDotProductAttention
+from ._functions.attention import RepeatHeads, ScaledDotProductAttention
 from ._functions.conv import Conv2d
 from ._functions.dropout_embedding import AlphaDropout, Dropout, Embedding
 from ._functions.linear import Linear
@@ -644,7 +644,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     (..., S, Ev). attn_mask: bool (True = may attend) or additive float, broadcastable to
     (..., L, S); is_causal masks keys after each query (top-left aligned, as PyTorch).
     The leading (batch, head) dims of query, key and value must be equal (no broadcasting),
-    and enable_gqa is not supported. attn_mask receives no gradient."""
+    except that enable_gqa lets key/value have fewer heads (dim -3) dividing query's, each
+    serving a group of query heads. attn_mask receives no gradient."""
     op = "scaled_dot_product_attention"
     for name, t in (("query", query), ("key", key), ("value", value)):
         _float(op, name, t)
@@ -654,11 +655,19 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     _same_dtype(op, "query", query, "key", key)
     _same_dtype(op, "query", query, "value", value)
     qs, ks, vs = tuple(query.shape), tuple(key.shape), tuple(value.shape)
+    grouped = (enable_gqa and query.ndim >= 3 and key.ndim == value.ndim == query.ndim
+               and ks[:-2] == vs[:-2] and ks[-3] > 0 and qs[-3] % ks[-3] == 0)
+    if grouped:
+        # Grouped-query attention: each key/value head serves qs[-3] // ks[-3] query heads.
+        repeat = qs[-3] // ks[-3]
+        if repeat > 1:
+            key, value = RepeatHeads.apply(key, repeat), RepeatHeads.apply(value, repeat)
+            ks, vs = tuple(key.shape), tuple(value.shape)
     if not (qs[:-2] == ks[:-2] == vs[:-2]) or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
+        gqa = (" (with enable_gqa, key/value heads must divide query heads)" if enable_gqa
+               else "")
         raise ValueError(f"{op}: query {qs}, key {ks} and value {vs} must be (..., L, E), "
-                         "(..., S, E) and (..., S, Ev) with equal leading dims")
-    if enable_gqa:
-        raise NotImplementedError(f"{op}: enable_gqa=True is not supported")
+                         f"(..., S, E) and (..., S, Ev) with equal leading dims{gqa}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
     mask = None
