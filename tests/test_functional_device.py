@@ -95,6 +95,8 @@ CASES = {
              lambda r: (_f32(r, 2, 3, 17, 33), _f32(r, 2, 3, 65, 33), _f32(r, 2, 3, 65, 17))),
     "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
                     lambda r: (_f32(r, 2, 33, 17), _f32(r, 2, 33, 17), _f32(r, 2, 33, 9))),
+    "sdpa_gqa": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                 lambda r: (_f32(r, 2, 6, 17, 16), _f32(r, 2, 2, 33, 16), _f32(r, 2, 2, 33, 16))),
     "pad": (lambda x: F.pad(x, (1, 2, -1, 3), value=0.5), lambda r: (_f32(r, 2, 5, 7),)),
     "pad_reflect": (lambda x: F.pad(x, (3, 2, 1, 4), mode="reflect"),
                     lambda r: (_f32(r, 2, 3, 9, 7),)),
