@@ -716,6 +716,12 @@ class Tensor:
     def mul_(self, other):
         return self._inplace(lambda: self * other)
 
+    # ``w -= lr * w.grad`` is in place in PyTorch, so these must not fall back to rebinding.
+    def __iadd__(self, other): return self.add_(other)
+    def __isub__(self, other): return self.sub_(other)
+    def __imul__(self, other): return self.mul_(other)
+    def __itruediv__(self, other): return self.div_(other)
+
     def div_(self, other):
         return self._inplace(lambda: self / other)
 

@@ -214,6 +214,21 @@ def test_inplace_on_leaf_requiring_grad_raises_but_works_under_no_grad(rng):
     assert w._version == version + 5 and w.requires_grad and w.is_leaf
 
 
+def test_augmented_assignment_is_in_place(rng):
+    w = leaf(rng, 3)
+    same, before = w, w.detach().numpy().copy()
+    (w * w).sum().backward()
+    with pe.no_grad():
+        w -= 0.1 * w.grad
+        w *= 2
+        w /= 4
+        w += 1
+    assert w is same and w.is_leaf and w.requires_grad
+    np.testing.assert_allclose(w.detach().numpy(), (before - 0.2 * before) * 2 / 4 + 1, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        w += 1
+
+
 def test_inplace_on_saved_tensor_raises_at_backward(rng):
     x = leaf(rng, 3)
     y = x.exp()  # Exp saves its output
