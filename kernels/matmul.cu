@@ -14,7 +14,9 @@
 // Measured (fill in from bench/device_check.sh, CUDA events, median, TF32 off on both sides):
 //   v1 (128x128x8 only) H100 80GB HBM3, 2026-11-27: 1024^3 12.9 TFLOP/s = 0.50 x cuBLAS (26.1);
 //      4096^3 37.9 TFLOP/s = 0.75 x cuBLAS (50.3). 1024^3 made only 64 blocks for 132 SMs.
-//   v2 (tile chosen by SM fill): 1024^3 ___ ;  4096^3 ___ .
+//   v2 (tile chosen by SM fill), same card and day: 1024^3 20.6 TFLOP/s = 0.68 x cuBLAS (30.2);
+//      4096^3 38.5 TFLOP/s = 0.75 x cuBLAS (51.5). Target 0.9 / 0.8 not met yet: next, a
+//      cp.async multi-stage pipeline and 2 blocks per SM at 4096 (now 1 block, ~150 registers).
 #include "common.cuh"
 #include "kernels_core.h"
 #include "matmul_tile.cuh"

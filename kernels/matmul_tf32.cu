@@ -14,7 +14,12 @@
 // Measured (fill in from bench/device_check.sh; ratio to cuBLAS with TF32 on):
 //   v1 (scalar fragment loads) H100 80GB HBM3, 2026-11-27: 1024^3 15.9 TFLOP/s = 0.34 x cuBLAS
 //      TF32 (47.3); 4096^3 52.9 TFLOP/s = 0.16 x cuBLAS TF32 (340).
-//   v2 (ldmatrix): ___
+//   v2 (ldmatrix), same card and day: 1024^3 20.1 TFLOP/s = 0.30 x cuBLAS TF32 (67.6);
+//      4096^3 55.5 TFLOP/s = 0.15 x cuBLAS TF32 (381): fragment loads were not the limit.
+//      Far from the 0.75 target: one 8-warp block per SM (161 registers) and a barrier every
+//      32 mma per warp leave the global-load latency exposed. Next: cp.async 3-stage pipeline
+//      straight into shared memory (frees the staging registers: 2 blocks/SM), BK = 32,
+//      then wgmma on sm_90a.
 #include "common.cuh"
 #include "kernels_core.h"
 #include "matmul_tile.cuh"

@@ -14,7 +14,9 @@
 // Measured (bench/device_check.sh; ceiling = measured D2D copy bandwidth, 2.8 TB/s):
 //   v1 (64-bit index math) H100 80GB HBM3, 2026-11-27, x = (64, 64, 112, 112):
 //      max 3x3/2 fwd 1680 GB/s (0.60 of copy), bwd 1822 (0.66); avg 2x2/2 fwd 1906 (0.69), bwd 459 (0.17).
-//   v2 (32-bit index math when the size allows): ___
+//   v2 (32-bit index math when the size allows): max fwd 1824 GB/s (0.63), bwd 1807 (0.63);
+//      avg fwd 2068 (0.72), bwd 515 (0.18): the index width was not what held avg backward back
+//      (it writes 4x the bytes it reads, like the forward reads; not understood yet).
 #include "common.cuh"
 #include "kernels_core.h"
 
