@@ -17,6 +17,8 @@
 //   v2 (32-bit index math when the size allows): max fwd 1824 GB/s (0.63), bwd 1807 (0.63);
 //      avg fwd 2068 (0.72), bwd 515 (0.18): the index width was not what held avg backward back
 //      (it writes 4x the bytes it reads, like the forward reads; not understood yet).
+//      Likely ALU-bound: per input pixel ~6 integer divisions by run-time strides plus an IEEE
+//      division per window (4x the forward's count). v3: __fdividef (2 ulp) for the divisor: ___
 #include "common.cuh"
 #include "kernels_core.h"
 
@@ -98,7 +100,7 @@ __global__ void avg_pool_fwd(PoolShape s, bool include_pad, int override_, const
     float sum = 0.f;
     for (int ih = hb; ih < he; ++ih)
       for (int iw = wb; iw < we; ++iw) sum += xp[ih * s.w + iw];
-    y[i] = sum / avg_divisor(s, oh, ow, include_pad, override_);
+    y[i] = __fdividef(sum, avg_divisor(s, oh, ow, include_pad, override_));
   }
 }
 
@@ -117,7 +119,7 @@ __global__ void avg_pool_bwd(PoolShape s, bool include_pad, int override_, const
     float sum = 0.f;
     for (int oh = oh_lo; oh <= oh_hi; ++oh)
       for (int ow = ow_lo; ow <= ow_hi; ++ow)
-        sum += gp[oh * s.ow + ow] / avg_divisor(s, oh, ow, include_pad, override_);
+        sum += __fdividef(gp[oh * s.ow + ow], avg_divisor(s, oh, ow, include_pad, override_));
     gx[i] = sum;
   }
 }
