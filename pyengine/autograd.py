@@ -128,6 +128,8 @@ class Function:
         device, first, raw, needs = None, None, [], []
         for a in args:
             if isinstance(a, Tensor):
+                if a._view_fn is not None and _grad_enabled and a._view_version != a._version_counter.value:
+                    a._refresh_view()  # its base changed in place since: take its current history
                 if device is None:
                     device, first = a.device, a
                 elif a.device != device:
@@ -149,6 +151,8 @@ class Function:
         if getattr(cls, "is_view", False):
             for r in results:  # a view shares its base's version counter, as in PyTorch
                 r._version_counter = first._version_counter
+                r._view_of, r._view_version = first, first._version_counter.value
+                r._view_fn = (cls, args[1:]) if _grad_enabled else None
         if True in needs:
             non_diff = [id(a) for a in ctx._non_diff]
             diff = [i for i, (r, o) in enumerate(zip(results, outs))

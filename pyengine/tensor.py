@@ -83,6 +83,9 @@ class Tensor:
         self._ctx = None
         self._out_idx = 0
         self._version_counter = _Version()
+        self._view_of = None  # the base tensor when this one is a view of its memory
+        self._view_fn = None  # (view Function, its other arguments): how to redo the view
+        self._view_version = 0  # the base's version when this view's history was taken
         self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -648,7 +651,12 @@ class Tensor:
         return tuple(out)
 
     def __getitem__(self, index):
-        return I.GetItem.apply(self, self._index(index))
+        index = self._index(index)
+        out = I.GetItem.apply(self, index)
+        if not all(isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis)))
+                   and not isinstance(i, bool) for i in index):
+            out._version_counter, out._view_of, out._view_fn = _Version(), None, None  # a copy
+        return out
 
     def __setitem__(self, index, value):
         value = self._operand(value)
@@ -684,14 +692,10 @@ class Tensor:
         Under grad mode the result's graph node becomes this tensor's, so autograd sees the
         new value; the version bump makes any backward that saved the old value raise.
         """
-        if autograd.is_grad_enabled() and self.requires_grad:
-            if self._ctx is None:
-                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                                   "operation.")
-            if getattr(self._ctx.fn, "is_view", False):
-                raise RuntimeError(f"in-place operation on a view ({self._ctx.name}) of a tensor that "
-                                   "requires grad: pyengine does not rebase the base's history; "
-                                   "use the out-of-place op")
+        grad_mode = autograd.is_grad_enabled()
+        if grad_mode and self.requires_grad and self._ctx is None:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
         out = compute()
         if out.shape != self.shape:
             raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
@@ -701,11 +705,37 @@ class Tensor:
         if not getattr(self.data.flags, "writeable", True):  # CuPy's flags have no writeable
             raise RuntimeError("unsupported operation: this tensor's memory is read-only or shared "
                                "by several of its elements (an expand()); clone() it first")
+        if grad_mode and out.requires_grad and self._view_of is not None:
+            return self._inplace_view(out)
         self.data[...] = out.data
         self._version_counter.value += 1
         if out.requires_grad:
             self._ctx, self._out_idx, self._requires_grad = out._ctx, out._out_idx, True
         return self
+
+    def _inplace_view(self, out):
+        """An in-place write through a view rebases the base's history (PyTorch's CopySlices):
+        the base takes ``out`` where the view sits, then the view is redone on the new base."""
+        cls, rest = self._view_fn or (None, ())
+        base = self._view_of
+        if cls is I.GetItem:
+            base[rest[0]] = out
+        elif cls is S.Reshape:
+            base.copy_(out.reshape(base.shape))
+        elif cls is S.Permute:
+            base.copy_(out.permute(*np.argsort(rest[0]).tolist()))
+        else:
+            raise RuntimeError("in-place operation on this view while gradients are recorded is not "
+                               "supported (an expand(), or a view made under no_grad); use the "
+                               "out-of-place op")
+        self._refresh_view()
+        return self
+
+    def _refresh_view(self):
+        cls, rest = self._view_fn
+        fresh = cls.apply(self._view_of, *rest)
+        self._ctx, self._out_idx, self._requires_grad = fresh._ctx, fresh._out_idx, fresh._requires_grad
+        self._view_version = self._version_counter.value
 
     def add_(self, other, alpha=1):
         return self._inplace(lambda: self + (other * alpha if alpha != 1 else other))

@@ -279,10 +279,43 @@ def test_inplace_on_expanded_tensor_raises():
         e.mul_(2)
 
 
-def test_inplace_through_view_of_grad_tensor_raises(rng):
-    y = leaf(rng, 3, 4) * 1
-    with pytest.raises(RuntimeError, match="view"):
-        y[0].mul_(2)
+def test_inplace_through_expand_or_leaf_view_raises(rng):
+    y = leaf(rng, 1, 4) * 1
+    with pytest.raises(RuntimeError, match="clone"):
+        y.expand(3, 4).mul_(2)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        leaf(rng, 3)[0].mul_(2)
+
+
+def _through_reshape_and_permute(a):
+    y = a * 1
+    y.reshape(2, 6).mul_(3)
+    y.T[1].add_(y[0, 0] * 1)
+    return (y * y).sum()
+
+
+def test_inplace_through_index_view_rebases_the_base(rng):
+    x, w = leaf(rng, 3, 4, dtype=pe.float64), leaf(rng, 4, dtype=pe.float64)
+    h = leaf(rng, 3, dtype=pe.float64)
+
+    def f(a, b, c):
+        y = a * 1
+        y[:, 0].mul_(2)  # through a view of y
+        row = y[1]
+        row.add_(b)
+        y[0:2][:, 3].zero_()  # through a view of a view
+        out = pe.zeros(4, 3, dtype=pe.float64)
+        out[1].copy_(c)  # a base that did not require grad starts to
+        return y.exp().sum() + (out * out).sum() * row.sum()
+
+    assert gradcheck(f, (x, w, h))
+    assert gradcheck(lambda a: _through_reshape_and_permute(a), (x,))
+    xv, wv, hv = (t.detach().numpy() for t in (x, w, h))
+    y = xv.copy()
+    y[:, 0] *= 2
+    y[1] += wv
+    y[0:2, 3] = 0
+    np.testing.assert_allclose(f(x, w, h).item(), np.exp(y).sum() + (hv * hv).sum() * y[1].sum(), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- custom Function
