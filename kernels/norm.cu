@@ -71,14 +71,14 @@ __global__ void ln_bwd_input_kernel(const float* __restrict__ gy, const float* _
 
   float sg = 0.f, sgx = 0.f;  // sum(g), sum(g * xhat)
   for (int c = t; c < d; c += G) {
-    const float g = w ? gy[off + c] * w[c] : gy[off + c];
+    const float g = w ? __fmul_rn(gy[off + c], w[c]) : gy[off + c];
     sg += g;
     sgx += g * (x[off + c] - mu) * r;
   }
   sg = group_sum<G>(sg, scratch) / d;
   sgx = group_sum<G>(sgx, scratch) / d;
   for (int c = t; c < d; c += G) {
-    const float g = w ? gy[off + c] * w[c] : gy[off + c];
+    const float g = w ? __fmul_rn(gy[off + c], w[c]) : gy[off + c];
     const float xhat = (x[off + c] - mu) * r;
     gx[off + c] = r * (g - sg - xhat * sgx);
   }
