@@ -5,6 +5,7 @@ argument parsing, dtype promotion and the error messages PyTorch users expect.
 """
 from __future__ import annotations
 
+import copy
 import operator
 from collections import namedtuple
 
@@ -167,6 +168,15 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     __hash__ = object.__hash__
+
+    def __deepcopy__(self, memo):
+        if self._ctx is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support "
+                               "the deepcopy protocol; detach() it first")
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     # ----------------------------------------------------------------- host access
     def numpy(self):

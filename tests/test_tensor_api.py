@@ -124,6 +124,18 @@ def test_item_tolist_numpy_len(rng):
     np.testing.assert_array_equal(np.asarray(t), [[1.0, 2.0], [3.0, 4.0]])
 
 
+def test_deepcopy_leaves_only(rng):
+    import copy
+    x = pe.tensor(rng.standard_normal(3), requires_grad=True)
+    x.grad = pe.ones(3)
+    y = copy.deepcopy(x)
+    assert y is not x and y.requires_grad and y.grad.tolist() == [1.0, 1.0, 1.0]
+    y.data[0] = 99.0
+    assert x.data[0] != 99.0
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(x * 2)
+
+
 def test_repr_like_torch():
     assert repr(pe.tensor([1.0, 2.5])) == "tensor([1.0000, 2.5000])"
     assert repr(pe.tensor([[1.0, -2.0], [3.0, 4.0]])) == "tensor([[ 1., -2.],\n        [ 3.,  4.]])"
