@@ -125,11 +125,18 @@ def ratios(results: list[dict]) -> list[dict]:
 
 
 def run(devices=("cpu",), families=FAMILIES, quick: bool = True, providers=ALL,
-        progress: TextIO | None = None, command: str = "", max_size: int | None = None) -> dict:
+        progress: TextIO | None = None, command: str = "", max_size: int | None = None,
+        threads: int | None = None) -> dict:
     """Run every case of ``families`` on every provider present on ``devices``; returns the
-    document. ``max_size`` drops the sizes above it (the tests' tiny runs)."""
-    say = (lambda text: print(text, file=progress, flush=True)) if progress else (lambda text: None)
+    document. ``max_size`` drops the sizes above it (the tests' tiny runs); ``threads`` caps
+    the CPU libraries' threads for the run (see thread_limit)."""
     present, missing = discover(providers, devices)
+    with thread_limit(threads):
+        return _run(present, missing, families, quick, progress, command, max_size)
+
+
+def _run(present, missing, families, quick, progress, command, max_size) -> dict:
+    say = (lambda text: print(text, file=progress, flush=True)) if progress else (lambda text: None)
     devices = sorted({p.device for p in present}, key=("cpu", "cuda").index)
     say(f"providers: {', '.join(p.name for p in present)}"
         + "".join(f"\n  (no {k}: {v})" for k, v in missing.items()))
