@@ -106,6 +106,7 @@ void matmul(int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c, std:
   if (batch < 0 || m < 0 || n < 0 || k < 0)
     throw std::invalid_argument("matmul: negative size batch=" + std::to_string(batch) + " m=" +
                                 std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+  check_epilogue_act(act);
   if (batch == 0 || m == 0 || n == 0) return;
   if (ceil_div(m, 64) > 65535)
     throw std::invalid_argument("matmul: m=" + std::to_string(m) + " exceeds the grid limit");

@@ -228,17 +228,22 @@ struct MatmulEpilogue {
   }
 };
 
-// Calls f(std::integral_constant<int, ACT>) for the activations the GEMM epilogue fuses.
+// The activations the GEMM epilogue fuses; checked before any CUDA call.
+inline void check_epilogue_act(int act) {
+  if (act != ACT_NONE && act != ACT_RELU && act != ACT_GELU && act != ACT_GELU_TANH)
+    throw std::invalid_argument("matmul: the fused epilogue supports none, relu, gelu and gelu_tanh, got code " +
+                                std::to_string(act));
+}
+
+// Calls f(std::integral_constant<int, ACT>) for the fused activation `act`.
 template <class F>
 void with_epilogue_act(int act, F&& f) {
+  check_epilogue_act(act);
   switch (act) {
-    case ACT_NONE: return f(std::integral_constant<int, ACT_NONE>());
     case ACT_RELU: return f(std::integral_constant<int, ACT_RELU>());
     case ACT_GELU: return f(std::integral_constant<int, ACT_GELU>());
     case ACT_GELU_TANH: return f(std::integral_constant<int, ACT_GELU_TANH>());
-    default:
-      throw std::invalid_argument("matmul: the fused epilogue supports none, relu, gelu and gelu_tanh, got code " +
-                                  std::to_string(act));
+    default: return f(std::integral_constant<int, ACT_NONE>());
   }
 }
 

@@ -100,3 +100,39 @@ def test_available_is_true_with_a_device(monkeypatch):
     monkeypatch.setattr(cb, "cp", object())
     monkeypatch.setattr(cb, "_availability", None)
     assert cb.available() == (True, "")
+
+
+def test_pe_cuda_reports_no_device_when_unavailable():
+    if cb.available()[0]:
+        pytest.skip("a usable GPU is present")
+    with pe.backends.cuda.kernels("native"):
+        assert pe.cuda.is_available() is False
+        assert pe.cuda.device_count() == 0
+        assert cb.available()[1] in pe.cuda.unavailable_reason()
+
+
+# The launchers check their arguments before the first CUDA call, so these errors (naming
+# the shapes) reach Python on any machine that has the extension, driver or not.
+
+def test_conv_launcher_names_the_shapes_of_a_bad_geometry():
+    c = _extension()
+    with pytest.raises(ValueError, match=r"output size should be \(1,1\).*x=\(1,2,3,3\) w=\(4,2,3,3\)"):
+        c.conv2d_forward((1, 2, 3, 3), (4, 2, 3, 3), (1, 4, 2, 2), (1, 1), (0, 0), (1, 1), 1, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="channels must divide by groups"):
+        c.conv2d_backward_data((1, 3, 5, 5), (4, 1, 3, 3), (1, 4, 3, 3), (1, 1), (0, 0), (1, 1), 2, 0, 0, 0, 0)
+
+
+def test_matmul_launcher_rejects_operands_without_a_unit_stride():
+    c = _extension()
+    with pytest.raises(ValueError, match=r"operand A needs a unit stride.*\(5, 7\)"):
+        c.matmul(1, 2, 2, 2, 0, (0, 5, 7), 0, (0, 2, 1), 0, 0, 0, 0.0, False, 0)
+    with pytest.raises(ValueError, match="fused epilogue supports none, relu, gelu and gelu_tanh"):
+        c.matmul(1, 2, 2, 2, 0, (0, 2, 1), 0, (0, 1, 2), 0, 0, 5, 0.0, False, 0)
+
+
+def test_pool_and_activation_launchers_reject_bad_arguments():
+    c = _extension()
+    with pytest.raises(ValueError, match=r"max_pool2d: invalid geometry.*stride=\(0,1\)"):
+        c.max_pool2d_forward((1, 1, 4, 4), (1, 1, 2, 2), (2, 2), (0, 1), (0, 0), (1, 1), 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="unknown activation code 42"):
+        c.activation_forward(42, 0.0, 0, 0, 4, 0)
