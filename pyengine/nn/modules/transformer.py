@@ -220,6 +220,6 @@ class Transformer(Module):
                             tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
 
     @staticmethod
-    def generate_square_subsequent_mask(sz, device="cpu", dtype=None):
+    def generate_square_subsequent_mask(sz, device=None, dtype=None):
         """(sz, sz) float mask: 0 on and below the diagonal, -inf above (future positions)."""
         return causal_mask(sz, sz, dtype, device)
