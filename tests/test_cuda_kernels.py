@@ -120,6 +120,19 @@ def test_matmul_vs_cublas(rng, size):
     check(ours, cp.asnumpy(a @ b), tol=2e-5, what="ours vs cuBLAS")
 
 
+@pytest.mark.parametrize("batch,m,n,k", [
+    (3, 1024, 1024, 64),   # 64 x 128 x 16 tiles on a 132-SM H100
+    (3, 1100, 1300, 96),   # 128 x 128 x 8 tiles (>= 2 blocks per SM), ragged edges
+    (70000, 2, 3, 5),      # more batch items than a grid's z dimension holds
+])
+def test_matmul_every_tile_shape_and_long_batches(batch, m, n, k):
+    a = cp.random.standard_normal((batch, m, k), dtype=cp.float32)
+    b = cp.random.standard_normal((batch, k, n), dtype=cp.float32)
+    got = cb.matmul(a, b, out=poisoned((batch, m, n)))
+    ref = cp.matmul(a.astype(cp.float64), b.astype(cp.float64))  # FP64 on the device: no TF32
+    check(got, cp.asnumpy(ref), what=f"batch={batch} {m}x{n}x{k}")
+
+
 def test_matmul_k_zero_gives_zeros(rng):
     got = cb.matmul(cp.empty((3, 0), cp.float32), cp.empty((0, 5), cp.float32), out=poisoned((3, 5)))
     assert (cp.asnumpy(got) == 0).all()
