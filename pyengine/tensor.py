@@ -414,6 +414,8 @@ class Tensor:
 
     # ----------------------------------------------------------------- comparisons, logic
     def _compare(self, op, other, name):
+        if other is None:  # ``t == None`` is a plain False, as in PyTorch
+            return NotImplemented
         other = self._operand(other)
         if isinstance(other, Tensor):
             broadcast_shapes(name, self.shape, other.shape)
