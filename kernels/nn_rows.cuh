@@ -8,11 +8,19 @@
 
 #include <math_constants.h>
 
+#include <type_traits>
+
 namespace pyengine {
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -63,6 +71,19 @@ __device__ __forceinline__ float group_sum(float v, float* scratch) {
 }
 
 template <int G>
+__device__ __forceinline__ float group_max(float v, float* scratch) {
+  v = warp_max(v);
+  if constexpr (G > 32) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = warp_max(lane < G / 32 ? scratch[lane] : -CUDART_INF_F);
+  }
+  return v;
+}
+
+template <int G>
 __device__ __forceinline__ MaxSum group_maxsum(MaxSum v, float* scratch) {
   v = warp_maxsum(v);
   if constexpr (G > 32) {
@@ -104,6 +125,34 @@ __device__ __forceinline__ void store_vec(float* p, const float (&v)[VEC]) {
   }
 }
 
+// A thread's share of a row held in registers: access k covers columns
+// (t + G k) VEC ... + VEC - 1, so a warp's accesses are adjacent. The whole row is read from
+// device memory once, every load issued before the first use.
+template <int G, int VEC, int NV>
+struct RowRegs {
+  float v[NV][VEC];
+
+  static __device__ __forceinline__ int col(int t, int k) { return (t + G * k) * VEC; }
+
+  __device__ __forceinline__ void load(const float* row, int cols, int t, float fill) {
+#pragma unroll
+    for (int k = 0; k < NV; ++k) {
+      if (col(t, k) < cols) {
+        load_vec<VEC>(row + col(t, k), v[k]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) v[k][i] = fill;
+      }
+    }
+  }
+
+  __device__ __forceinline__ void store(float* row, int cols, int t) const {
+#pragma unroll
+    for (int k = 0; k < NV; ++k)
+      if (col(t, k) < cols) store_vec<VEC>(row + col(t, k), v[k]);
+  }
+};
+
 // Threads per row and rows per block for a row length: a warp per row up to 1024 columns
 // (4 rows per 128-thread block), else a 512-thread block per row.
 constexpr int kRowWarpMaxCols = 1024;
@@ -114,6 +163,29 @@ template <int G>
 constexpr int row_threads() { return G == 32 ? 32 * kRowWarpsPerBlock : G; }
 template <int G>
 constexpr int rows_per_block() { return G == 32 ? kRowWarpsPerBlock : 1; }
+
+template <int N>
+using IntC = std::integral_constant<int, N>;
+
+// Picks the register-cached row kernel for a row length: calls f(G, VEC, NV) with
+// integral_constants and returns true, or returns false for rows over 16384 floats (the
+// callers then stream the row through a loop). vec4: cols % 4 == 0 and 16-byte aligned rows.
+template <typename F>
+bool dispatch_row_regs(int cols, bool vec4, F&& f) {
+  constexpr int B = kRowBlockThreads;
+  if (vec4) {
+    if (cols <= 32 * 4 * 2) return f(IntC<32>{}, IntC<4>{}, IntC<2>{}), true;
+    if (cols <= 32 * 4 * 8) return f(IntC<32>{}, IntC<4>{}, IntC<8>{}), true;
+    if (cols <= B * 4 * 2) return f(IntC<B>{}, IntC<4>{}, IntC<2>{}), true;
+    if (cols <= B * 4 * 8) return f(IntC<B>{}, IntC<4>{}, IntC<8>{}), true;
+    return false;
+  }
+  if (cols <= 32 * 8) return f(IntC<32>{}, IntC<1>{}, IntC<8>{}), true;
+  if (cols <= 32 * 32) return f(IntC<32>{}, IntC<1>{}, IntC<32>{}), true;
+  if (cols <= B * 8) return f(IntC<B>{}, IntC<1>{}, IntC<8>{}), true;
+  if (cols <= B * 32) return f(IntC<B>{}, IntC<1>{}, IntC<32>{}), true;
+  return false;
+}
 
 // The row this thread's group owns, and the thread's index within the group.
 template <int G>

@@ -5,16 +5,19 @@
 //            gw = sum_rows(gy * xhat), gb = sum_rows(gy).
 //
 // Technique: a warp per row up to 1024 columns (4 rows per block), a 512-thread block beyond,
-// with warp-shuffle reductions. The forward takes mean and variance in two sweeps over the
-// row (the second reads it back from L1/L2) rather than E[x^2] - E[x]^2, which cancels
-// catastrophically when |mean| >> std. gw/gb are column sums over all rows: stage one gives
+// with warp-shuffle reductions. Rows up to 16384 floats are held in registers (v2, float4
+// when d % 4 == 0), so x (and gy) are read from device memory once; longer rows stream
+// through loops (v1). Mean and variance take two sweeps (over the registers, or the row
+// again) rather than E[x^2] - E[x]^2, which cancels catastrophically when |mean| >> std. gw/gb are column sums over all rows: stage one gives
 // each block a 32-column strip of a chunk of rows (threads stride down the rows, then add up
 // through shared memory) and writes one partial row per chunk; stage two adds the partials
 // per column. No float atomics, so the result is deterministic.
 //
-// Measured (fill in from bench/device_check.sh; ceiling = measured D2D copy bandwidth):
-//   v1 rows x d = 16384 x 1024: forward ___ GB/s (___% of copy, 8 bytes/element),
-//   backward input ___ GB/s, params ___ GB/s.   card: ___  date: ___
+// Measured on an H100 80GB HBM3 (driver 580.159.04, 2026-11-27, bench/gpu_bench_nn.py; D2D
+// copy 2948 GB/s counting read + write; backward counts gy, x read and gx written):
+//   v1 streaming: 16384 x 1024 forward 0.098 ms (47% of copy), backward (input + params)
+//      0.190 ms (36%); 4096 x 16384 forward 0.325 ms (56%), backward 0.661 ms (41%).
+//   v2 register-cached rows: ___
 #include "common.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"
@@ -25,6 +28,81 @@
 namespace pyengine {
 namespace {
 
+template <int G, int VEC, int NV>
+__global__ void ln_fwd_regs(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+                            float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd,
+                            long long rows, int d, float eps) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;  // only warp groups can be partial, and they never block-sync
+  const int t = threadIdx.x % G;
+  RowRegs<G, VEC, NV> r;
+  r.load(x + row * d, d, t, 0.f);
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) s += r.v[k][i];
+  const float mu = group_sum<G>(s, scratch) / d;
+  float q = 0.f;
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+    if (r.col(t, k) < d)  // padding is not part of the row
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) q += (r.v[k][i] - mu) * (r.v[k][i] - mu);
+  const float rs = 1.f / sqrtf(group_sum<G>(q, scratch) / d + eps);
+#pragma unroll
+  for (int k = 0; k < NV; ++k) {
+    const int c = r.col(t, k);
+    if (c >= d) continue;
+    float wv[VEC], bv[VEC];
+    if (w) load_vec<VEC>(w + c, wv);
+    if (b) load_vec<VEC>(b + c, bv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) r.v[k][i] = (r.v[k][i] - mu) * rs * (w ? wv[i] : 1.f) + (b ? bv[i] : 0.f);
+  }
+  r.store(y + row * d, d, t);
+  if (t == 0) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+}
+
+template <int G, int VEC, int NV>
+__global__ void ln_bwd_input_regs(const float* __restrict__ gy, const float* __restrict__ x,
+                                  const float* __restrict__ w, const float* __restrict__ mean,
+                                  const float* __restrict__ rstd, float* __restrict__ gx, long long rows, int d) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;
+  const int t = threadIdx.x % G;
+  const float mu = mean[row], rs = rstd[row];
+  RowRegs<G, VEC, NV> g, xh;
+  g.load(gy + row * d, d, t, 0.f);  // zero padding adds nothing to either sum
+  xh.load(x + row * d, d, t, 0.f);
+  float sg = 0.f, sgx = 0.f;
+#pragma unroll
+  for (int k = 0; k < NV; ++k) {
+    float wv[VEC];
+    if (w && g.col(t, k) < d) load_vec<VEC>(w + g.col(t, k), wv);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      if (w) g.v[k][i] = g.col(t, k) < d ? __fmul_rn(g.v[k][i], wv[i]) : 0.f;
+      xh.v[k][i] = (xh.v[k][i] - mu) * rs;
+      sg += g.v[k][i];
+      sgx += g.v[k][i] * xh.v[k][i];
+    }
+  }
+  sg = group_sum<G>(sg, scratch) / d;
+  sgx = group_sum<G>(sgx, scratch) / d;
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) g.v[k][i] = rs * (g.v[k][i] - sg - xh.v[k][i] * sgx);
+  g.store(gx + row * d, d, t);
+}
+
+// Streaming kernels (v1) for rows too long to cache: G threads per row.
 template <int G>
 __global__ void ln_fwd_kernel(const float* __restrict__ x, const float* __restrict__ w,
                               const float* __restrict__ b, float* __restrict__ y, float* __restrict__ mean,
@@ -152,10 +230,13 @@ void layer_norm_forward(std::uintptr_t x, std::uintptr_t weight, std::uintptr_t 
   auto xp = dptr<const float>(x);
   auto wp = dptr<const float>(weight);
   auto bp = dptr<const float>(bias);
-  if (d <= kRowWarpMaxCols)
-    ln_fwd_kernel<32><<<row_blocks<32>(rows), row_threads<32>(), 0, st>>>(
+  const bool vec = d % 4 == 0 && x % 16 == 0 && weight % 16 == 0 && bias % 16 == 0 && y % 16 == 0;
+  const bool cached = dispatch_row_regs(d, vec, [&](auto g, auto v, auto nv) {
+    constexpr int G = decltype(g)::value, VEC = decltype(v)::value, NV = decltype(nv)::value;
+    ln_fwd_regs<G, VEC, NV><<<row_blocks<G>(rows), row_threads<G>(), 0, st>>>(
         xp, wp, bp, dptr<float>(y), dptr<float>(mean), dptr<float>(rstd), rows, d, eps);
-  else
+  });
+  if (!cached)
     ln_fwd_kernel<kRowBlockThreads><<<row_blocks<kRowBlockThreads>(rows), kRowBlockThreads, 0, st>>>(
         xp, wp, bp, dptr<float>(y), dptr<float>(mean), dptr<float>(rstd), rows, d, eps);
   check_launch(desc("layer_norm_forward", rows, d));
@@ -171,10 +252,13 @@ void layer_norm_backward_input(std::uintptr_t gy, std::uintptr_t x, std::uintptr
   auto wp = dptr<const float>(weight);
   auto mp = dptr<const float>(mean);
   auto rp = dptr<const float>(rstd);
-  if (d <= kRowWarpMaxCols)
-    ln_bwd_input_kernel<32><<<row_blocks<32>(rows), row_threads<32>(), 0, st>>>(
+  const bool vec = d % 4 == 0 && gy % 16 == 0 && x % 16 == 0 && weight % 16 == 0 && gx % 16 == 0;
+  const bool cached = dispatch_row_regs(d, vec, [&](auto gc, auto v, auto nv) {
+    constexpr int G = decltype(gc)::value, VEC = decltype(v)::value, NV = decltype(nv)::value;
+    ln_bwd_input_regs<G, VEC, NV><<<row_blocks<G>(rows), row_threads<G>(), 0, st>>>(
         g, xp, wp, mp, rp, dptr<float>(gx), rows, d);
-  else
+  });
+  if (!cached)
     ln_bwd_input_kernel<kRowBlockThreads><<<row_blocks<kRowBlockThreads>(rows), kRowBlockThreads, 0, st>>>(
         g, xp, wp, mp, rp, dptr<float>(gx), rows, d);
   check_launch(desc("layer_norm_backward_input", rows, d));

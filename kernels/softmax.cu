@@ -2,16 +2,20 @@
 // forward y = exp(x - max) / sum and y = x - max - log(sum), and backward from the output y:
 // softmax gx = y * (gy - sum(gy * y)), log_softmax gx = gy - exp(y) * sum(gy).
 //
-// Technique: one pass over the row keeps the online (max, sum of exp) pair per thread, merged
-// across the row's threads with warp shuffles; a second pass writes the output (the row is
-// then in L1/L2). A warp owns a row up to 1024 columns (4 rows per block), a 512-thread block
-// beyond. When cols % 4 == 0 every row starts 16-byte aligned and threads move float4s.
+// Technique: a warp owns a row up to 1024 columns (4 rows per block), a 512-thread block
+// beyond; reductions are warp shuffles (plus one shared-memory step for a block). Rows up to
+// 16384 floats are held in registers (v2): every load is issued up front, the row is read
+// from device memory once, and max and sum are exact two-level reductions. Longer rows stream
+// twice: one pass keeps the online (max, sum of exp) pair per thread, a second writes (v1).
+// When cols % 4 == 0 every row starts 16-byte aligned and threads move float4s.
 // Memory-bound: the floor is 8 bytes per element (read x once, write y once) over the copy
 // bandwidth; backward 12.
 //
-// Measured (fill in from bench/device_check.sh; ceiling = measured D2D copy bandwidth):
-//   v1 online max+sum, float4, rows x cols = 16384 x 1024: forward ___ GB/s (___% of copy);
-//   4096 x 16384: ___ GB/s; backward ___ GB/s.   card: ___  date: ___
+// Measured on an H100 80GB HBM3 (driver 580.159.04, 2026-11-27, bench/gpu_bench_nn.py; D2D
+// copy 2948 GB/s counting read + write):
+//   v1 streaming, online max+sum: 16384 x 1024 forward 0.079 ms 1709 GB/s (58% of copy),
+//      backward 0.118 ms (58%); 4096 x 16384 forward 0.274 ms (67%), backward 0.448 ms (61%).
+//   v2 register-cached rows: ___
 #include "common.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"
@@ -21,6 +25,63 @@
 namespace pyengine {
 namespace {
 
+template <int G, int VEC, int NV, bool LOG>
+__global__ void softmax_fwd_regs(const float* __restrict__ x, float* __restrict__ y, long long rows, int cols) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;  // only warp groups can be partial, and they never block-sync
+  const int t = threadIdx.x % G;
+  RowRegs<G, VEC, NV> r;
+  r.load(x + row * cols, cols, t, -CUDART_INF_F);
+  float m = -CUDART_INF_F;
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) m = fmaxf(m, r.v[k][i]);
+  m = group_max<G>(m, scratch);
+  float s = 0.f;
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      const float e = expf(r.v[k][i] - m);  // padding holds -inf: e = 0
+      s += e;
+      if (!LOG) r.v[k][i] = e;
+    }
+  s = group_sum<G>(s, scratch);
+  const float inv = 1.f / s, shift = m + logf(s);
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) r.v[k][i] = LOG ? r.v[k][i] - shift : r.v[k][i] * inv;
+  r.store(y + row * cols, cols, t);
+}
+
+template <int G, int VEC, int NV, bool LOG>
+__global__ void softmax_bwd_regs(const float* __restrict__ gy, const float* __restrict__ y,
+                                 float* __restrict__ gx, long long rows, int cols) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;
+  const int t = threadIdx.x % G;
+  RowRegs<G, VEC, NV> g, o;
+  g.load(gy + row * cols, cols, t, 0.f);
+  o.load(y + row * cols, cols, t, 0.f);
+  float dot = 0.f;  // sum(gy * y) for softmax, sum(gy) for log_softmax
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) dot += LOG ? g.v[k][i] : g.v[k][i] * o.v[k][i];
+  dot = group_sum<G>(dot, scratch);
+#pragma unroll
+  for (int k = 0; k < NV; ++k)
+#pragma unroll
+    for (int i = 0; i < VEC; ++i)
+      g.v[k][i] = LOG ? g.v[k][i] - expf(o.v[k][i]) * dot : o.v[k][i] * (g.v[k][i] - dot);
+  g.store(gx + row * cols, cols, t);
+}
+
+// Streaming kernels (v1) for rows too long to cache: G threads per row.
 template <int G, int VEC, bool LOG>
 __global__ void softmax_fwd_kernel(const float* __restrict__ x, float* __restrict__ y, long long rows,
                                    int cols) {
@@ -112,9 +173,15 @@ void softmax_forward(std::uintptr_t x, std::uintptr_t y, long long rows, int col
   float* yp = dptr<float>(y);
   const bool vec = cols % 4 == 0 && x % 16 == 0 && y % 16 == 0;
   const cudaStream_t st = as_stream(stream);
-  if (cols <= kRowWarpMaxCols)
-    vec ? launch_fwd<32, 4>(xp, yp, rows, cols, log, st) : launch_fwd<32, 1>(xp, yp, rows, cols, log, st);
-  else
+  const bool cached = dispatch_row_regs(cols, vec, [&](auto g, auto v, auto nv) {
+    constexpr int G = decltype(g)::value, VEC = decltype(v)::value, NV = decltype(nv)::value;
+    const unsigned blocks = (unsigned)ceil_div<long long>(rows, rows_per_block<G>());
+    if (log)
+      softmax_fwd_regs<G, VEC, NV, true><<<blocks, row_threads<G>(), 0, st>>>(xp, yp, rows, cols);
+    else
+      softmax_fwd_regs<G, VEC, NV, false><<<blocks, row_threads<G>(), 0, st>>>(xp, yp, rows, cols);
+  });
+  if (!cached)
     vec ? launch_fwd<kRowBlockThreads, 4>(xp, yp, rows, cols, log, st)
         : launch_fwd<kRowBlockThreads, 1>(xp, yp, rows, cols, log, st);
   check_launch(desc("softmax_forward", rows, cols, log));
@@ -128,10 +195,15 @@ void softmax_backward(std::uintptr_t gy, std::uintptr_t y, std::uintptr_t gx, lo
   float* gxp = dptr<float>(gx);
   const bool vec = cols % 4 == 0 && gy % 16 == 0 && y % 16 == 0 && gx % 16 == 0;
   const cudaStream_t st = as_stream(stream);
-  if (cols <= kRowWarpMaxCols)
-    vec ? launch_bwd<32, 4>(gp, yp, gxp, rows, cols, log, st)
-        : launch_bwd<32, 1>(gp, yp, gxp, rows, cols, log, st);
-  else
+  const bool cached = dispatch_row_regs(cols, vec, [&](auto g, auto v, auto nv) {
+    constexpr int G = decltype(g)::value, VEC = decltype(v)::value, NV = decltype(nv)::value;
+    const unsigned blocks = (unsigned)ceil_div<long long>(rows, rows_per_block<G>());
+    if (log)
+      softmax_bwd_regs<G, VEC, NV, true><<<blocks, row_threads<G>(), 0, st>>>(gp, yp, gxp, rows, cols);
+    else
+      softmax_bwd_regs<G, VEC, NV, false><<<blocks, row_threads<G>(), 0, st>>>(gp, yp, gxp, rows, cols);
+  });
+  if (!cached)
     vec ? launch_bwd<kRowBlockThreads, 4>(gp, yp, gxp, rows, cols, log, st)
         : launch_bwd<kRowBlockThreads, 1>(gp, yp, gxp, rows, cols, log, st);
   check_launch(desc("softmax_backward", rows, cols, log));

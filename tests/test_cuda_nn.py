@@ -21,6 +21,7 @@ from pyengine.backend import numpy_backend as nb  # noqa: E402
 ODD = [1, 3, 17, 33, 65, 127, 129]
 ALIGNED = [128, 1024]
 LONG = [1031, 4096]  # past a warp per row: a block per row
+STREAMED = [16389, 20480]  # past 16384 floats a row no longer fits in registers
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +80,17 @@ def test_softmax_rows(rng, cols, log):
     gx = nn.softmax_backward(to_dev(gy), y, -1, log)
     y64 = nb.softmax(x.astype(np.float64), -1, log)
     check(gx, nb.softmax_backward(gy.astype(np.float64), y64, -1, log), tol=1e-4, what="softmax backward")
+
+
+@pytest.mark.parametrize("cols", STREAMED)
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_streamed_rows(rng, cols, log):
+    x, gy = f32(rng, 3, cols) * 4, f32(rng, 3, cols)
+    y = nn.softmax(to_dev(x), -1, log)
+    y64 = nb.softmax(x.astype(np.float64), -1, log)
+    check(y, y64, what="softmax forward, streamed")
+    gx = nn.softmax_backward(to_dev(gy), y, -1, log)
+    check(gx, nb.softmax_backward(gy.astype(np.float64), y64, -1, log), tol=1e-4, what="softmax backward, streamed")
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
@@ -168,10 +180,10 @@ def test_cross_entropy_bad_input(rng):
 # layer norm
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("d", ODD + ALIGNED + LONG)
+@pytest.mark.parametrize("d", ODD + ALIGNED + LONG + STREAMED)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(rng, d, affine):
-    m = 65
+    m = 65 if d < 16384 else 3
     x = f32(rng, m, d) * 2 + 30  # an offset far larger than the spread
     w = f32(rng, d) if affine else None
     b = f32(rng, d) if affine else None
