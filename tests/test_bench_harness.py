@@ -1,0 +1,229 @@
+"""The benchmark harness: timers, ratio and ceiling arithmetic, the JSON schema, the report
+and plot writers, --compare, committed GPU results, and the cases computing the right op."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from pyengine.bench import cases, committed, compare, plots, report, schema, suite
+from pyengine.bench.providers import discover
+from pyengine.bench.timers import Timing, time_cpu, timer_for
+
+
+def test_time_cpu_reports_the_median_and_rotates_the_input_index():
+    seen, delays = [], {0: 0.002, 1: 0.002, 2: 0.05, 3: 0.002, 4: 0.002}
+
+    def fn(i):
+        seen.append(i)
+        time.sleep(delays[i])
+
+    t = time_cpu(fn, repeats=5, warmup=2)
+    assert seen == [0, 1, 0, 1, 2, 3, 4]          # warm-up calls, then one per repeat
+    assert t.repeats == 5
+    assert 2.0 <= t.ms < 20.0                      # the 50 ms outlier does not move the median
+    assert t.spread > 1.0
+
+
+def test_time_cpu_budget_stops_after_three_repeats():
+    t = time_cpu(lambda i: time.sleep(0.01), repeats=50, warmup=0, budget_s=0.001)
+    assert t.repeats == 3
+
+
+@pytest.mark.parametrize("kw", [dict(repeats=0), dict(warmup=-1)])
+def test_timer_arguments_are_checked(kw):
+    with pytest.raises(ValueError, match="repeats|warmup"):
+        time_cpu(lambda i: None, **kw)
+
+
+def test_timer_for_rejects_unknown_devices():
+    assert timer_for("cpu") is time_cpu
+    with pytest.raises(ValueError, match="'tpu'"):
+        timer_for("tpu")
+
+
+def _row(provider, ms, size=64, case="sgemm", family="matmul", device="cpu"):
+    return {"family": family, "case": case, "size": size, "size_label": "n", "shape": "s", "provider": provider,
+            "device": device, "ours": provider in ("numpy", "native", "numba"), "ms": ms, "repeats": 3,
+            "spread": 0.1, "flops": 1e6, "bytes": 1e3, "gflops": 1e6 / ms / 1e6, "gbps": 1e3 / ms / 1e6,
+            "bound": "compute", "ceiling_share": 0.5}
+
+
+def test_ratios_divide_the_denominators_time_by_the_numerators():
+    rows = [_row("numpy", 8.0), _row("native", 2.0, device="cuda"), _row("numba", 4.0, device="cuda"),
+            _row("torch-cpu", 6.0), _row("numpy", 1.0, size=16)]
+    got = {(r["numerator"], r["denominator"], r["size"]): r["speedup"] for r in suite.ratios(rows)}
+    assert got == {("native", "numpy", 64): 4.0, ("numba", "numpy", 64): 2.0,
+                   ("numpy", "torch-cpu", 64): 0.75, ("native", "numba", 64): 2.0}
+    kinds = {r["kind"] for r in suite.ratios(rows)}
+    assert kinds == {"gpu/cpu", "ours/vendor", "native/numba"}
+
+
+def test_result_row_uses_the_ceiling_that_bounds_the_op():
+    ceiling = {"sgemm_gflops": 100.0, "copy_gbps": 10.0}       # ridge at 10 FLOP/byte
+    case = cases.cases_for(("matmul",))[0]
+    provider = discover(("numpy",))[0][0]
+    compute = cases.Built(lambda i: None, flops=2e9, bytes=1e8, shape="s")     # 20 FLOP/byte
+    memory = cases.Built(lambda i: None, flops=1e8, bytes=1e8, shape="s")     # 1 FLOP/byte
+    t = Timing(ms=40.0, repeats=3, spread=0.0)
+    r = suite.result_row(case, compute, provider, 64, t, ceiling)
+    assert (r["bound"], r["gflops"], r["ceiling_share"]) == ("compute", 50.0, 0.5)
+    r = suite.result_row(case, memory, provider, 64, t, ceiling)
+    assert (r["bound"], r["gbps"], r["ceiling_share"]) == ("memory", 2.5, 0.25)
+
+
+@pytest.fixture(scope="module")
+def tiny_doc():
+    """One real run of two cheap families at small sizes, the way `pyengine bench` runs."""
+    return suite.run(("cpu",), ("matmul", "activations"), quick=True, providers=("numpy", "torch-cpu"),
+                     command="test", max_size=1 << 16, threads=1)
+
+
+def test_a_run_fills_the_schema_and_its_numbers_agree(tiny_doc):
+    assert schema.problems(tiny_doc) == []
+    assert {r["case"] for r in tiny_doc["results"]} == {"sgemm", "relu", "gelu"}
+    assert all(r["size"] <= 1 << 16 for r in tiny_doc["results"])
+    for r in tiny_doc["results"]:
+        assert r["gflops"] == pytest.approx(r["flops"] / r["ms"] / 1e6)
+        assert r["gbps"] == pytest.approx(r["bytes"] / r["ms"] / 1e6)
+    assert tiny_doc["machine"]["threads"]["blas"] in (None, [1])
+    assert tiny_doc["ceilings"]["cpu"]["sgemm_gflops"] > 0
+
+
+def test_schema_lists_every_problem(tiny_doc):
+    broken = json.loads(json.dumps(tiny_doc))
+    del broken["machine"]["gpu"]
+    broken["results"][0]["ms"] = -1.0
+    broken["results"][1]["gflops"] = float("nan")
+    broken["schema"] = "other/9"
+    found = " | ".join(schema.problems(broken))
+    assert "machine lacks 'gpu'" in found and "results[0].ms" in found
+    assert "results[1].gflops" in found and "other/9" in found
+    with pytest.raises(ValueError, match="not a pyengine benchmark document"):
+        schema.validate(broken)
+
+
+def test_schema_write_read_round_trip_and_bad_files(tiny_doc, tmp_path):
+    path = schema.write(tiny_doc, tmp_path / "sub" / "bench.json")
+    assert schema.read(path) == json.loads(json.dumps(tiny_doc))
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ValueError, match="junk.json"):
+        schema.read(tmp_path / "junk.json")
+
+
+def test_markdown_report_shows_every_result_and_ratio(tiny_doc):
+    text = report.markdown(tiny_doc, images=[])
+    table_rows = [line for line in text.splitlines() if line.startswith("| ")]
+    ratio_rows = len(tiny_doc["ratios"])
+    # result header + results + ceiling header + ceiling rows + ratio header + ratios
+    assert len(table_rows) == 1 + len(tiny_doc["results"]) + 1 + len(tiny_doc["ceilings"]) + (1 + ratio_rows if ratio_rows else 0)
+    assert "threads: BLAS" in text and tiny_doc["date"] in text
+    for r in tiny_doc["ratios"]:
+        assert f"{r['speedup']:.2f}x" in text
+
+
+def test_plots_are_written_as_png(tiny_doc, tmp_path):
+    paths = plots.write_all(tiny_doc, tmp_path)
+    expected = {"throughput.png", "roofline.png"} | ({"speedup.png"} if tiny_doc["ratios"] else set())
+    assert {p.name for p in paths} == expected
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_speedup_plot_is_skipped_without_ratios(tiny_doc, tmp_path):
+    doc = dict(tiny_doc, ratios=[])
+    assert plots.speedup(doc, tmp_path / "s.png") is None
+
+
+def test_compare_divides_a_by_b_for_shared_results(tiny_doc):
+    a = dict(tiny_doc, results=[_row("numpy", 8.0), _row("numpy", 3.0, size=16), _row("torch-cpu", 2.0)])
+    b = dict(tiny_doc, results=[_row("numpy", 2.0), _row("numpy", 6.0, size=16), _row("numpy", 1.0, size=99)])
+    rows = compare.compare(a, b)
+    assert [(r["size"], r["provider"], r["speedup"]) for r in rows] == [(64, "numpy", 4.0), (16, "numpy", 0.5)]
+    assert compare.geomean([4.0, 0.25]) == pytest.approx(1.0)
+    text = compare.render(a, b, "old.json", "new.json")
+    assert "4.00x" in text and "0.50x" in text and "geometric mean A/B = 1.41x" in text
+
+
+def test_committed_results_keep_card_and_date(tmp_path, tiny_doc):
+    (tmp_path / "h100").mkdir()
+    (tmp_path / "h100" / "gpu.json").write_text(json.dumps(
+        {"meta": {"card": "Card X", "date": "2026-01-02 03:04 UTC", "command": "c"},
+         "rows": [{"name": "sgemm ours", "shape": "1024^3", "ms": 0.1, "gflops": 2e4, "gbps": None}]}))
+    gpu_doc = json.loads(json.dumps(tiny_doc))
+    gpu_doc["machine"].update(gpu="Card Y", driver="13000")
+    gpu_doc["date"] = "2026-02-01 00:00 UTC"
+    for r in gpu_doc["results"][:2]:
+        r["device"] = "cuda"
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "bench.json").write_text(json.dumps(gpu_doc))
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "bench.json").write_text(json.dumps(tiny_doc))     # CPU-only: not a GPU result
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.json").write_text("[1, 2]")
+    runs, problems = committed.load(tmp_path)
+    assert [(r["card"], r["date"]) for r in runs] == [("Card Y", "2026-02-01 00:00 UTC"),
+                                                     ("Card X", "2026-01-02 03:04 UTC")]
+    assert len(runs[0]["rows"]) == 2 and runs[1]["rows"][0]["gflops"] == 2e4
+    assert len(problems) == 1 and "x.json" in problems[0]
+
+
+def test_unknown_provider_and_family_are_refused():
+    with pytest.raises(ValueError, match="'tpu'"):
+        discover(("tpu",))
+    with pytest.raises(ValueError, match="convolution"):
+        cases.cases_for(("convolution",))
+
+
+def test_numpy_provider_is_always_present():
+    present, _ = discover(("numpy",))
+    assert [p.name for p in present] == ["numpy"] and present[0].ours
+
+
+def _reference(case_name, inputs):
+    """What each kernel case computes, in float64 NumPy written plainly."""
+    x = inputs[0].astype(np.float64)
+    if case_name == "relu":
+        return np.maximum(x, 0)
+    if case_name == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if case_name == "layer_norm":
+        w, b = (a.astype(np.float64) for a in inputs[1:])
+        return (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5) * w + b
+    raise AssertionError(case_name)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case_name", ["sgemm", "relu", "gelu", "softmax", "cross_entropy", "layer_norm",
+                                       "sdpa causal", "max_pool2d 2x2", "conv3x3 16->32 28x28"])
+def test_every_provider_computes_the_same_op(case_name):
+    """The adapters must hand each provider the same op: the builders draw the same inputs
+    from the same seed, so NumPy's and PyTorch's outputs must agree."""
+    torch = pytest.importorskip("torch")
+    case = next(c for c in cases.CASES if c.name == case_name)
+    outs = []
+    for p in discover(("numpy", "torch-cpu"))[0]:
+        built = case.build(p, case.quick[0], np.random.default_rng(7), 1)
+        out = built.fn(0)
+        out = out[0] if isinstance(out, tuple) else out
+        outs.append(out.numpy() if isinstance(out, torch.Tensor) else out)
+    assert len(outs) == 2
+    np.testing.assert_allclose(outs[0], outs[1], rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("case_name", ["relu", "softmax", "layer_norm"])
+def test_numpy_cases_compute_their_float64_reference(case_name):
+    case = next(c for c in cases.CASES if c.name == case_name)
+    p = discover(("numpy",))[0][0]
+    rng = np.random.default_rng(3)
+    built = case.build(p, 33, rng, 1)
+    # The builder drew its inputs first from a generator with this seed: draw them again.
+    replay = np.random.default_rng(3)
+    shape = {"relu": (33,), "softmax": (33, cases._CLASSES), "layer_norm": (33, cases._WIDTH)}[case_name]
+    inputs = [replay.standard_normal(shape, dtype=np.float32)]
+    if case_name == "layer_norm":
+        inputs += [replay.standard_normal((cases._WIDTH,), dtype=np.float32) for _ in range(2)]
+    out = built.fn(0)
+    out = out[0] if isinstance(out, tuple) else out
+    np.testing.assert_allclose(out, _reference(case_name, inputs), rtol=1e-4, atol=1e-5)
