@@ -64,3 +64,12 @@ def test_bench_quick_whole_suite_under_two_minutes(tmp_path):
     assert doc["errors"] == []
     assert {r["family"] for r in doc["results"]} == {"matmul", "conv2d", "pooling", "activations", "softmax",
                                                      "layer_norm", "attention", "train"}
+
+
+@pytest.mark.gpu
+def test_bench_quick_on_the_gpu_measures_gpu_over_cpu(tmp_path):
+    assert main(["bench", "--quick", "--families", "matmul,attention", "--max-size", "256",
+                 "--out", str(tmp_path)]) == 0
+    doc = schema.read(tmp_path / "bench.json")
+    assert doc["machine"]["gpu"] and "cuda" in doc["ceilings"]
+    assert any(r["kind"] == "gpu/cpu" and r["numerator"] == "native" for r in doc["ratios"])

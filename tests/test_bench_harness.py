@@ -227,3 +227,37 @@ def test_numpy_cases_compute_their_float64_reference(case_name):
     out = built.fn(0)
     out = out[0] if isinstance(out, tuple) else out
     np.testing.assert_allclose(out, _reference(case_name, inputs), rtol=1e-4, atol=1e-5)
+
+
+def test_time_cuda_takes_the_median_of_event_intervals(monkeypatch):
+    """The GPU timer's bookkeeping, against a stand-in for CuPy's events whose clock is set
+    by the timed function itself (real events run in bench/device_check.sh's GPU tests)."""
+    import sys
+    from types import SimpleNamespace
+
+    from pyengine.bench.timers import time_cuda
+
+    clock = {"now": 0.0, "synced": 0}
+
+    class Event:
+        def record(self):
+            self.at = clock["now"]
+
+        def synchronize(self):
+            clock["synced"] += 1
+
+    stream = SimpleNamespace(synchronize=lambda: clock.update(synced=clock["synced"] + 1))
+    fake = SimpleNamespace(cuda=SimpleNamespace(Event=Event, get_current_stream=lambda: stream,
+                                                get_elapsed_time=lambda a, b: b.at - a.at))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    durations = [5.0, 5.0, 1.0, 2.0, 90.0, 3.0, 4.0]       # two warm-ups, then five repeats
+    calls = []
+
+    def fn(i):
+        calls.append(i)
+        clock["now"] += durations[len(calls) - 1]
+
+    t = time_cuda(fn, repeats=5, warmup=2)
+    assert calls == [0, 1, 0, 1, 2, 3, 4]
+    assert t.ms == 3.0 and t.repeats == 5
+    assert clock["synced"] == 1 + 5           # after the warm-up, then once per repeat

@@ -83,3 +83,12 @@ def test_sweep_times_every_size_on_the_cpu():
                                                       ("lenet5", 4), ("lenet5", 16)]
     assert all(r["cpu"] > 0 for r in rows)
     assert "Speedup against size" in stream.getvalue()
+
+
+@pytest.mark.gpu
+def test_demo_trains_on_the_gpu_beside_the_cpu(tmp_path, capsys):
+    assert main(["demo", "--steps", "3", "--size", "tiny", "--out", str(tmp_path)]) == 0
+    shown = json.loads((tmp_path / "demo.json").read_text())
+    assert {r["device"] for r in shown["runs"]} == {"cpu", "cuda"}
+    assert shown["no_gpu_reason"] is None
+    assert "No GPU" not in capsys.readouterr().out
