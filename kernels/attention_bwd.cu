@@ -227,7 +227,7 @@ void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t
   }
   attn_dispatch_d(a.e, a.ev, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    constexpr int smem = attn_smem_bytes<D>(4, 2);
+    constexpr int smem = attn_smem_bytes<D>(4, 1, 2);
     if (a.s > 0) {
       CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
       attn_bwd_kv_kernel<D><<<dim3(a.bh, ceil_div(a.s, kAttnTile)), kAttnThreads, smem, st>>>(

@@ -3,8 +3,8 @@
 // with causal masking (top-left aligned, as PyTorch's is_causal), a bool or additive mask read
 // through broadcast strides, and the row log-sum-exp saved for the backward pass.
 //
-// Technique: one block per 64 queries of one problem keeps its Q tile in shared memory and
-// walks the keys 64 at a time: S = Q K^T into registers (4 x 4 per thread), masking, the
+// Technique: one block per 128 queries of one problem keeps its Q tile in shared memory and
+// walks the keys 64 at a time: S = Q K^T into registers (8 x 4 per thread), masking, the
 // online softmax update (running row max and sum, rescaling the output accumulator), then
 // P (through shared memory) times the V tile, which reuses K's buffer. The l x s matrix is
 // never written to device memory; extra memory is the (bh, l) lse. Causal blocks stop at the
@@ -22,43 +22,47 @@
 namespace pyengine {
 namespace {
 
+// Fragment rows per thread and queries per block.
+constexpr int kFwdFrag = 8;
+constexpr int kFwdRows = 16 * kFwdFrag;
+
 template <int D>
 __global__ void __launch_bounds__(kAttnThreads, 1)
     attn_fwd_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
                     const float* __restrict__ v, float* __restrict__ out, float* __restrict__ lse) {
   extern __shared__ float smem[];
   float* Qs = smem;
-  float* KVs = Qs + kAttnTile * attn_ld<D>();
+  float* KVs = Qs + kFwdRows * attn_ld<D>();
   float* Ps = KVs + kAttnTile * attn_ld<D>();
 
   const int bh = blockIdx.x;
-  const int m0 = (gridDim.y - 1 - blockIdx.y) * kAttnTile;
+  const int m0 = (gridDim.y - 1 - blockIdx.y) * kFwdRows;
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   q += (long long)bh * a.l * a.e;
   k += (long long)bh * a.s * a.e;
   v += (long long)bh * a.s * a.ev;
   out += (long long)bh * a.l * a.ev;
 
-  attn_load_tile<D>(Qs, q, m0, a.l, a.e);
+  attn_load_tile<D, kFwdRows>(Qs, q, m0, a.l, a.e);
   const float scale2 = a.scale * kLog2e;
-  float row_max[4], row_sum[4], acc[4][D / 16];
+  float row_max[kFwdFrag], row_sum[kFwdFrag], acc[kFwdFrag][D / 16];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kFwdFrag; ++i) {
     row_max[i] = -CUDART_INF_F;
     row_sum[i] = 0.f;
 #pragma unroll
     for (int j = 0; j < D / 16; ++j) acc[i][j] = 0.f;
   }
 
-  const int n_end = a.causal ? min(a.s, m0 + kAttnTile) : a.s;
+  const int n_end = a.causal ? min(a.s, m0 + kFwdRows) : a.s;
   for (int n0 = 0; n0 < n_end; n0 += kAttnTile) {
     __syncthreads();  // the previous tile's P V product is done with KVs and Ps
     attn_load_tile<D>(KVs, k, n0, a.s, a.e);
     __syncthreads();
-    float s[4][4];
-    attn_frag_dot<D>(s, Qs, ty, KVs, tx);
+    float s[kFwdFrag][4];
+    attn_frag_dot<D, kFwdFrag>(s, Qs, ty, KVs, tx);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kFwdFrag; ++i) {
       float mx = -CUDART_INF_F;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
@@ -86,11 +90,11 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
     __syncthreads();  // every thread is done reading K; P is complete
     attn_load_tile<D>(KVs, v, n0, a.s, a.ev);
     __syncthreads();
-    attn_frag_pv<D>(acc, Ps, ty, KVs, tx);
+    attn_frag_pv<D, kFwdFrag>(acc, Ps, ty, KVs, tx);
   }
 
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kFwdFrag; ++i) {
     const int gi = m0 + ty + 16 * i;
     if (gi >= a.l) continue;
     // A row with every key masked has sum 0: 0 * inf = NaN, as PyTorch gives.
@@ -121,9 +125,9 @@ void attention_forward(const AttnShape& a, const AttnMask& mask, std::uintptr_t 
     throw std::invalid_argument(desc("attention_forward: head dims over 128 are not supported,", a, mask));
   attn_dispatch_d(a.e, a.ev, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    constexpr int smem = attn_smem_bytes<D>(2, 0);
+    constexpr int smem = attn_smem_bytes<D>(1 + kFwdFrag / 4, kFwdFrag / 4, 0);
     CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    const dim3 grid(a.bh, ceil_div(a.l, kAttnTile));
+    const dim3 grid(a.bh, ceil_div(a.l, kFwdRows));
     attn_fwd_kernel<D><<<grid, kAttnThreads, smem, as_stream(stream)>>>(
         a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<float>(out),
         dptr<float>(lse));
