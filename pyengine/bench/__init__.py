@@ -12,4 +12,5 @@ plots.py      throughput vs size, roofline position, speedup bars (matplotlib PN
 compare.py    ratios between two saved runs
 committed.py  the GPU results committed under bench/results/, labelled with card and date
 demo.py       the CPU-vs-GPU demonstration
+pytest_suite.py  what bench/test_bench_*.py share (parameters, pytest-benchmark call)
 """

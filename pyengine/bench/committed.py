@@ -18,7 +18,8 @@ def _from_document(doc: dict, path: Path) -> dict | None:
     if not doc["machine"].get("gpu"):
         return None
     rows = [{"name": f"{r['family']}/{r['case']} {r['provider']}", "shape": r["shape"], "ms": r["ms"],
-             "gflops": r["gflops"], "gbps": r["gbps"]} for r in doc["results"] if r["device"] == "cuda"]
+             "gflops": r["gflops"], "gbps": r["gbps"], "ratio": None, "reference": None}
+            for r in doc["results"] if r["device"] == "cuda"]
     speedups = [r for r in doc["ratios"] if r["kind"] == "gpu/cpu"]
     return {"card": doc["machine"]["gpu"], "date": doc["date"], "command": doc["command"],
             "path": str(path), "rows": rows, "speedups": speedups}
@@ -26,8 +27,11 @@ def _from_document(doc: dict, path: Path) -> dict | None:
 
 def _from_gpu_bench(doc: dict, path: Path) -> dict:
     meta = doc["meta"]
+    # gpu_bench's ratio: the reference's time over ours (compute rows) or our GB/s over the
+    # copy's (memory rows); kept with the reference it names.
     rows = [{"name": r["name"], "shape": r.get("shape"), "ms": r.get("ms"), "gflops": r.get("gflops"),
-             "gbps": r.get("gbps")} for r in doc["rows"]]
+             "gbps": r.get("gbps"), "ratio": r.get("ratio"), "reference": r.get("reference")}
+            for r in doc["rows"]]
     return {"card": meta.get("card", "unknown card"), "date": meta.get("date", "unknown date"),
             "command": meta.get("command", ""), "path": str(path), "rows": rows, "speedups": []}
 

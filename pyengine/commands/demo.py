@@ -14,7 +14,7 @@ def register(subparsers) -> None:
                     "speedup, matmul GFLOP/s, a loss-against-time plot, classified digits and generated "
                     "text. Without a GPU, the committed GPU results in bench/results/ are shown, labelled.")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
-    p.add_argument("--steps", type=int, default=60, help="training steps per model and device (default 60)")
+    p.add_argument("--steps", type=int, default=100, help="training steps per model and device (default 100)")
     p.add_argument("--size", choices=tuple(SIZES), default="small", help="model and batch size (default small)")
     p.add_argument("--kernels", choices=("native", "numba", "both"), default="native",
                    help="GPU kernel provider(s) to run (default native)")
