@@ -261,3 +261,34 @@ def test_time_cuda_takes_the_median_of_event_intervals(monkeypatch):
     assert calls == [0, 1, 0, 1, 2, 3, 4]
     assert t.ms == 3.0 and t.repeats == 5
     assert clock["synced"] == 1 + 5           # after the warm-up, then once per repeat
+
+
+@pytest.mark.torch
+def test_backward_cases_compute_the_gradients_pytorch_gives():
+    """The backward benchmarks time real gradients: replay the builders' draws and let
+    PyTorch's autograd compute the same gradients in float64."""
+    torch = pytest.importorskip("torch")
+    p = discover(("numpy",))[0][0]
+    t64 = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+
+    conv = next(c for c in cases.CASES if c.name == "conv3x3 backward")
+    gx, gw, gb = conv.build(p, 3, np.random.default_rng(5), 1).fn(0)
+    replay = np.random.default_rng(5)
+    c, k, h, w, r = (cases._CONV[key] for key in ("c", "k", "h", "w", "r"))
+    x = t64(replay.standard_normal((3, c, h, w), dtype=np.float32))
+    gy = torch.tensor(replay.standard_normal((3, k, h, w), dtype=np.float32), dtype=torch.float64)
+    wt = t64(replay.standard_normal((k, c, r, r), dtype=np.float32))
+    torch.nn.functional.conv2d(x, wt, padding=1).backward(gy)
+    np.testing.assert_allclose(gx, x.grad.numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gb, gy.sum(dim=(0, 2, 3)).numpy(), rtol=1e-4, atol=1e-3)
+
+    att = next(c for c in cases.CASES if c.name == "sdpa causal backward")
+    grads = att.build(p, 17, np.random.default_rng(6), 1).fn(0)
+    replay = np.random.default_rng(6)
+    shape = (cases._ATT_BATCH, cases._HEADS, 17, cases._HEAD_DIM)
+    q, kk, v = (t64(replay.standard_normal(shape, dtype=np.float32)) for _ in range(3))
+    gout = torch.tensor(replay.standard_normal(shape, dtype=np.float32), dtype=torch.float64)
+    torch.nn.functional.scaled_dot_product_attention(q, kk, v, is_causal=True).backward(gout)
+    for ours, ref in zip(grads, (q.grad, kk.grad, v.grad)):
+        np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-4, atol=1e-4)

@@ -77,6 +77,19 @@ def _conv2d(p, n, rng, sets):
                  f"{n}x{c}x{h}x{w} * {k}x{c}x{r}x{r}")
 
 
+def _conv2d_backward(p, n, rng, sets):
+    if not _has(p, "conv2d_backward"):
+        return None
+    c, k, h, w, r = (_CONV[key] for key in ("c", "k", "h", "w", "r"))
+    x, gy = _on(p, _randn(rng, (n, c, h, w), sets)), _on(p, _randn(rng, (n, k, h, w), sets))
+    wt = p.to_device(_randn(rng, (k, c, r, r), 1)[0])
+    fn = lambda i: p.ops.conv2d_backward(gy[i % sets], x[i % sets], wt, (1, 1), (1, 1), (1, 1), 1)  # noqa: E731
+    # Reads gy, x and w; writes gx, gw and gb: the forward's traffic plus one more image.
+    nbytes = F.conv2d_bytes(n, c, h, w, k, r, r, h, w) + 4 * n * c * h * w + 4 * k * c * r * r
+    return Built(fn, F.backward_flops(F.conv2d_flops(n, c, k, r, r, h, w)), nbytes,
+                 f"{n}x{c}x{h}x{w} * {k}x{c}x{r}x{r}")
+
+
 def _pooling(p, n, rng, sets):
     if not _has(p, "max_pool2d"):
         return None
@@ -149,6 +162,21 @@ def _attention(causal):
     return build
 
 
+def _attention_backward(p, n, rng, sets):
+    if not _has(p, "sdpa_backward"):
+        return None
+    shape = (_ATT_BATCH, _HEADS, n, _HEAD_DIM)
+    q, k, v, gout = (_on(p, _randn(rng, shape, sets)) for _ in range(4))
+    fwd = [p.ops.sdpa(q[i], k[i], v[i], None, True, None, 0.0) for i in range(sets)]
+
+    def fn(i):
+        j = i % sets
+        return p.ops.sdpa_backward(gout[j], q[j], k[j], v[j], fwd[j][0], fwd[j][1], None, True, None, 0.0)
+    # Reads q, k, v, out and gout, writes gq, gk and gv: eight (B, H, L, d) tensors.
+    return Built(fn, F.backward_flops(F.attention_flops(_ATT_BATCH, _HEADS, n, n, _HEAD_DIM, causal=True)),
+                 8 * 4 * math.prod(shape), f"B{_ATT_BATCH} H{_HEADS} L{n} d{_HEAD_DIM} causal")
+
+
 # ---- whole training steps of pyengine's models (ours only: the PyTorch step comparison
 # ---- with identical weights is bench/cpu_vs_torch.py)
 
@@ -206,6 +234,7 @@ def _train(model_name):
 CASES = (
     Case("matmul", "sgemm", "n (square)", (64, 256, 512), (64, 128, 256, 512, 1024, 2048), _matmul),
     Case("conv2d", "conv3x3 16->32 28x28", "batch", (4, 16), (4, 16, 64, 128), _conv2d),
+    Case("conv2d", "conv3x3 backward", "batch", (4, 16), (4, 16, 64, 128), _conv2d_backward),
     Case("pooling", "max_pool2d 2x2", "batch", (4, 16), (4, 16, 64), _pooling),
     Case("activations", "relu", "elements", (1 << 16, 1 << 20), (1 << 16, 1 << 20, 1 << 23), _activation("relu", 1)),
     Case("activations", "gelu", "elements", (1 << 16, 1 << 20), (1 << 16, 1 << 20, 1 << 23), _activation("gelu", 8)),
@@ -214,6 +243,8 @@ CASES = (
     Case("layer_norm", "layer_norm", "rows", (64, 1024), (64, 1024, 8192), _layer_norm),
     Case("attention", "sdpa", "sequence length", (64, 256), (64, 256, 512, 1024), _attention(False)),
     Case("attention", "sdpa causal", "sequence length", (64, 256), (64, 256, 512, 1024), _attention(True)),
+    Case("attention", "sdpa causal backward", "sequence length", (64, 256), (64, 256, 512, 1024),
+         _attention_backward),
     Case("train", "mlp", "batch", (64,), (64, 256, 1024), _train("mlp")),
     Case("train", "lenet5", "batch", (16,), (16, 64, 256), _train("lenet5")),
     Case("train", "charrnn", "batch", (8,), (8, 32), _train("charrnn")),
