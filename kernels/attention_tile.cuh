@@ -3,10 +3,9 @@
 // A block of 256 threads works on 64 x 64 tiles (64 queries by 64 keys) held in shared memory
 // with a row stride of D + 4 floats (68 for the probability tile), so rows stay 16-byte
 // aligned for float4 accesses and 8 consecutive rows start in 8 different bank groups.
-// Thread (tx, ty) = (t % 16, t / 16) owns the FR x 4 fragment of rows ty + 16 i and columns
-// tx + 16 j of a (16 FR) x 64 tile (FR = 4; 8 for the forward's 128 queries): the 16 threads
-// sharing a row sit in one half-warp and reduce it with four shuffles. In a tile of D-long
-// rows it owns rows ty + 16 i and the D / 16 columns
+// Thread (tx, ty) = (t % 16, t / 16) owns the 4 x 4 fragment of rows ty + 16 i and columns
+// tx + 16 j of a 64 x 64 tile: the 16 threads sharing a row sit in one half-warp and reduce
+// it with four shuffles. In a 64 x D tile it owns rows ty + 16 i and the D / 16 columns
 // attn_col(tx, j), runs of up to 4 adjacent columns so they load as one float4. Both tile
 // products read shared memory 4 floats at a time (float4 along the reduced dim), a quarter
 // of the load instructions of scalar reads per FFMA. Head dims are padded with zeros up to D
@@ -43,13 +42,13 @@ __device__ __forceinline__ int attn_col(int tx, int j) {
   return (j / R) * 16 * R + tx * R + j % R;
 }
 
-// Rows [r0, r0 + ROWS) of a row-major (n, width) matrix into a ROWS x D tile, zeros outside;
+// Rows [r0, r0 + 64) of a row-major (n, width) matrix into a 64 x D tile, zeros outside;
 // float4 global loads when every row starts 16-byte aligned.
-template <int D, int ROWS = kAttnTile>
+template <int D>
 __device__ __forceinline__ void attn_load_tile(float* dst, const float* __restrict__ src, int r0, int n,
                                                int width) {
   if (width % 4 == 0 && reinterpret_cast<std::uintptr_t>(src) % 16 == 0) {
-    for (int idx = threadIdx.x; idx < ROWS * D / 4; idx += kAttnThreads) {
+    for (int idx = threadIdx.x; idx < kAttnTile * D / 4; idx += kAttnThreads) {
       const int r = idx / (D / 4), c = idx % (D / 4) * 4, gr = r0 + r;
       const float4 v = (gr < n && c < width) ? *reinterpret_cast<const float4*>(src + (long long)gr * width + c)
                                              : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -57,7 +56,7 @@ __device__ __forceinline__ void attn_load_tile(float* dst, const float* __restri
     }
     return;
   }
-  for (int idx = threadIdx.x; idx < ROWS * D; idx += kAttnThreads) {
+  for (int idx = threadIdx.x; idx < kAttnTile * D; idx += kAttnThreads) {
     const int r = idx / D, c = idx % D, gr = r0 + r;
     dst[r * attn_ld<D>() + c] = (gr < n && c < width) ? src[(long long)gr * width + c] : 0.f;
   }
@@ -74,48 +73,48 @@ __device__ __forceinline__ float attn_bias(const AttnMask& mk, const AttnShape& 
   return reinterpret_cast<const float*>(mk.ptr)[off] * kLog2e;
 }
 
-// s[i][j] = dot(A row (ra + 16 i), B row (rb + 16 j)) over D: A a (16 FR) x D tile, B 64 x D.
-// FR = 8 halves the shared-memory reads of A per FFMA (the forward's 128-query tiles).
-template <int D, int FR = 4>
-__device__ __forceinline__ void attn_frag_dot(float (&s)[FR][4], const float* A, int ra, const float* B,
+// s[i][j] = dot(A row (ra + 16 i), B row (rb + 16 j)) over D, both 64 x D tiles.
+template <int D>
+__device__ __forceinline__ void attn_frag_dot(float (&s)[4][4], const float* A, int ra, const float* B,
                                               int rb) {
 #pragma unroll
-  for (int i = 0; i < FR; ++i)
+  for (int i = 0; i < 4; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j) s[i][j] = 0.f;
 #pragma unroll 1
   for (int c = 0; c < D; c += 4) {
-    float x[FR][4], y[4][4];
+    float x[4][4], y[4][4];
 #pragma unroll
-    for (int i = 0; i < FR; ++i) load_vec<4>(A + (ra + 16 * i) * attn_ld<D>() + c, x[i]);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) load_vec<4>(B + (rb + 16 * j) * attn_ld<D>() + c, y[j]);
+    for (int i = 0; i < 4; ++i) {
+      load_vec<4>(A + (ra + 16 * i) * attn_ld<D>() + c, x[i]);
+      load_vec<4>(B + (rb + 16 * i) * attn_ld<D>() + c, y[i]);
+    }
 #pragma unroll
     for (int k = 0; k < 4; ++k)
 #pragma unroll
-      for (int i = 0; i < FR; ++i)
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) s[i][j] = fmaf(x[i][k], y[j][k], s[i][j]);
   }
 }
 
-// acc[i][j] += sum_n P[ra + 16 i][n] * V[n][attn_col(tx, j)]: P a (16 FR) x 64 tile, V 64 x D.
-template <int D, int FR = 4>
-__device__ __forceinline__ void attn_frag_pv(float (&acc)[FR][D / 16], const float* P, int ra, const float* V,
+// acc[i][j] += sum_n P[ra + 16 i][n] * V[n][attn_col(tx, j)]: P a 64 x 64 tile, V a 64 x D tile.
+template <int D>
+__device__ __forceinline__ void attn_frag_pv(float (&acc)[4][D / 16], const float* P, int ra, const float* V,
                                              int tx) {
   constexpr int R = attn_run<D>();
 #pragma unroll 1
   for (int n = 0; n < kAttnTile; n += 4) {
-    float p[FR][4];
+    float p[4][4];
 #pragma unroll
-    for (int i = 0; i < FR; ++i) load_vec<4>(P + (ra + 16 * i) * kAttnLdP + n, p[i]);
+    for (int i = 0; i < 4; ++i) load_vec<4>(P + (ra + 16 * i) * kAttnLdP + n, p[i]);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       float w[D / 16 / R][R];
 #pragma unroll
       for (int g = 0; g < D / 16 / R; ++g) load_vec<R>(V + (n + k) * attn_ld<D>() + g * 16 * R + tx * R, w[g]);
 #pragma unroll
-      for (int i = 0; i < FR; ++i)
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < D / 16; ++j) acc[i][j] = fmaf(p[i][k], w[j / R][j % R], acc[i][j]);
     }
@@ -134,11 +133,11 @@ __device__ __forceinline__ float half_warp_sum(float v) {
   return v;
 }
 
-// Shared-memory bytes of `tiles` 64-row D tiles, `ptiles` 64 x 64 probability tiles and
-// `rows` per-row floats (64 each).
+// Shared-memory bytes of `tiles` 64 x D tiles plus one 64 x 64 probability tile and `rows`
+// per-row floats.
 template <int D>
-constexpr int attn_smem_bytes(int tiles, int ptiles, int rows) {
-  return (int)sizeof(float) * (tiles * kAttnTile * attn_ld<D>() + ptiles * kAttnTile * kAttnLdP + rows * kAttnTile);
+constexpr int attn_smem_bytes(int tiles, int rows) {
+  return (int)sizeof(float) * (tiles * kAttnTile * attn_ld<D>() + kAttnTile * kAttnLdP + rows * kAttnTile);
 }
 
 // Calls f(std::integral_constant<int, D>) with the padded head dim for max(e, ev) <= 128.
