@@ -1,0 +1,87 @@
+"""The Numba CUDA kernels behind the "numba" provider, one small module per family.
+
+Each kernel is declared with ``@kernel(signature, ...)``: Numba compiles it lazily at its
+first launch (and caches the result on disk where the target allows), and the declared
+signatures are what ``compile_check`` hands to ``numba.cuda.compile_ptx`` for sm_80 and
+sm_90, so a kernel that does not compile for a real GPU fails CI on a machine without one.
+
+Under ``NUMBA_ENABLE_CUDASIM=1`` the same Python source runs on the CPU (one Python thread
+per CUDA thread), which is why block sizes here stay small: the simulator's cost is per
+thread, and a 32-thread block serves a 7-column softmax row as well as a 128-thread one.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from numba import cuda
+
+from numba.cuda import config as _config
+
+SIMULATOR = bool(_config.ENABLE_CUDASIM)
+
+# (module, name, python function, signatures, device?) of every kernel and device function
+REGISTRY: list = []
+
+
+def _register(fn, sigs, device):
+    REGISTRY.append((fn.__module__, fn.__name__, fn, sigs, device))
+
+
+def kernel(*sigs):
+    """A lazily compiled CUDA kernel; ``sigs`` are the float32 signatures it is checked for."""
+    def wrap(fn):
+        _register(fn, sigs, False)
+        return cuda.jit(fn, cache=not SIMULATOR)
+    return wrap
+
+
+def device_function(*sigs):
+    """A device function callable from our kernels and from users' own ``@cuda.jit`` code."""
+    def wrap(fn):
+        _register(fn, sigs, True)
+        return cuda.jit(fn, device=True)
+    return wrap
+
+
+def _stream():
+    """CuPy's current stream as a Numba stream, so our launches queue with CuPy's work."""
+    if SIMULATOR:
+        return 0
+    import cupy
+    return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+
+
+def _simulator_arg(a):
+    """The simulator copies array arguments in and back out as one contiguous buffer, so a
+    strided or read-only (broadcast) input travels as a contiguous copy; a GPU reads the
+    view itself. Outputs are always fresh contiguous arrays and pass through unchanged."""
+    if isinstance(a, np.ndarray) and not (a.flags.c_contiguous and a.flags.writeable):
+        return np.ascontiguousarray(a).copy()
+    return a
+
+
+def launch(kern, grid, block, *args):
+    if not SIMULATOR:
+        kern[grid, block, _stream()](*args)
+        return
+    # The simulator runs a block as one Python thread per CUDA thread and polls them at
+    # syncthreads; at the default 5 ms GIL switch interval a 32-thread barrier costs ~0.1 s.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        kern[grid, block](*map(_simulator_arg, args))
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def blocks(n, threads):
+    return max(1, math.ceil(n / threads))
+
+
+def flat_launch(n, cap=128):
+    """(blocks, threads) for a grid-stride loop over n elements: one warp-rounded block for
+    small n (the simulator pays for every idle thread), at most 4096 blocks of ``cap``."""
+    threads = min(cap, max(32, 32 * math.ceil(n / 32)))
+    return min(4096, blocks(n, threads)), threads

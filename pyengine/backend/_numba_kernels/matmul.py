@@ -1,0 +1,45 @@
+"""Batched matmul, shared-memory tiled, with linear's bias and activation fused in.
+
+c[z] = act(a[z] @ b[z] + bias) for 3-D views of any strides (transposed operands are read
+in place, never copied). A batch of size 1 is broadcast against the other operand, which
+covers ``x @ w.T`` for every batch without materialising the weight per batch. Each
+TILE x TILE block stages one tile of a and one of b in shared memory per step along k, so
+every element of the inputs is read from global memory once per tile instead of once per
+output.
+"""
+from numba import cuda, float32
+
+from . import activation, kernel
+
+TILE = 16
+
+
+@kernel("void(float32[:, :, :], float32[:, :, :], float32[:, :, :], float32[:], int32, int32, float32)")
+def gemm(a, b, c, bias, has_bias, act, param):
+    sa = cuda.shared.array((TILE, TILE), float32)
+    sb = cuda.shared.array((TILE, TILE), float32)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    z = cuda.blockIdx.z
+    za = z if a.shape[0] > 1 else 0
+    zb = z if b.shape[0] > 1 else 0
+    m = c.shape[1]
+    n = c.shape[2]
+    kdim = a.shape[2]
+    acc = float32(0)
+    for k0 in range(0, kdim, TILE):
+        ka = k0 + tx
+        kb = k0 + ty
+        # Out-of-range lanes stage zeros so the inner loop needs no bounds test.
+        sa[ty, tx] = a[za, row, ka] if row < m and ka < kdim else float32(0)
+        sb[ty, tx] = b[zb, kb, col] if kb < kdim and col < n else float32(0)
+        cuda.syncthreads()
+        for kk in range(TILE):
+            acc += sa[ty, kk] * sb[kk, tx]
+        cuda.syncthreads()
+    if row < m and col < n:
+        if has_bias:
+            acc += bias[col]
+        c[z, row, col] = activation.apply(act, acc, param)
