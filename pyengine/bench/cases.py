@@ -3,13 +3,13 @@
 Each case builds, for one provider and one size ``n``, a callable ``fn(i)`` that runs the op
 once on input set ``i % sets`` (rotated inputs), with its FLOP and byte counts. Inputs are
 random normal (never zeros), float32. Builders use only the names of the backend function
-table, so pyengine's backends and the vendor adapters share them; a provider without the op
-gets ``None`` and is skipped.
+table, so pyengine's backends and the vendor adapters share them; ``Case.runs_on`` says
+which providers have the op.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -35,11 +35,15 @@ class Case:
     size_label: str                  # the axis of the throughput plot
     quick: tuple[int, ...]
     full: tuple[int, ...]
-    build: Callable[[Provider, int, np.random.Generator, int], Built | None]
-    providers: tuple[str, ...] = field(default=())   # empty: every provider with the op
+    build: Callable[[Provider, int, np.random.Generator, int], Built]
+    op: str | None                   # the table function timed; None: a pyengine training step
 
     def sizes(self, quick: bool) -> tuple[int, ...]:
         return self.quick if quick else self.full
+
+    def runs_on(self, p: Provider) -> bool:
+        """Whether ``p`` has this op (training steps: pyengine's own backends only)."""
+        return p.ours if self.op is None else hasattr(p.ops, self.op)
 
 
 def _randn(rng, shape, sets):
@@ -50,13 +54,7 @@ def _on(p: Provider, arrays):
     return [p.to_device(a) for a in arrays]
 
 
-def _has(p: Provider, *names) -> bool:
-    return all(hasattr(p.ops, n) for n in names)
-
-
 def _matmul(p, n, rng, sets):
-    if not _has(p, "matmul"):
-        return None
     a, b = _on(p, _randn(rng, (n, n), sets)), _on(p, _randn(rng, (n, n), sets))
     return Built(lambda i: p.ops.matmul(a[i % sets], b[i % sets]), F.matmul_flops(n, n, n),
                  F.matmul_bytes(n, n, n), f"{n}x{n}x{n}")
@@ -67,8 +65,6 @@ _CONV = dict(c=16, k=32, h=28, w=28, r=3)
 
 
 def _conv2d(p, n, rng, sets):
-    if not _has(p, "conv2d"):
-        return None
     c, k, h, w, r = (_CONV[key] for key in ("c", "k", "h", "w", "r"))
     x = _on(p, _randn(rng, (n, c, h, w), sets))
     wt, b = p.to_device(_randn(rng, (k, c, r, r), 1)[0]), p.to_device(_randn(rng, (k,), 1)[0])
@@ -78,8 +74,6 @@ def _conv2d(p, n, rng, sets):
 
 
 def _conv2d_backward(p, n, rng, sets):
-    if not _has(p, "conv2d_backward"):
-        return None
     c, k, h, w, r = (_CONV[key] for key in ("c", "k", "h", "w", "r"))
     x, gy = _on(p, _randn(rng, (n, c, h, w), sets)), _on(p, _randn(rng, (n, k, h, w), sets))
     wt = p.to_device(_randn(rng, (k, c, r, r), 1)[0])
@@ -91,8 +85,6 @@ def _conv2d_backward(p, n, rng, sets):
 
 
 def _pooling(p, n, rng, sets):
-    if not _has(p, "max_pool2d"):
-        return None
     c, h = 32, 56
     x = _on(p, _randn(rng, (n, c, h, h), sets))
     out = n * c * (h // 2) ** 2
@@ -104,8 +96,6 @@ def _pooling(p, n, rng, sets):
 
 def _activation(name, flops_per_element):
     def build(p, n, rng, sets):
-        if not _has(p, "activation"):
-            return None
         x = _on(p, _randn(rng, (n,), sets))
         return Built(lambda i: p.ops.activation(name, x[i % sets]), flops_per_element * n,
                      F.elementwise_bytes(n), f"{n}")
@@ -116,8 +106,6 @@ _CLASSES = 1000
 
 
 def _softmax(p, n, rng, sets):
-    if not _has(p, "softmax"):
-        return None
     x = _on(p, _randn(rng, (n, _CLASSES), sets))
     # max, subtract, exp, sum, divide: about 5 operations per element, one read, one write.
     return Built(lambda i: p.ops.softmax(x[i % sets], -1), 5 * n * _CLASSES,
@@ -125,8 +113,6 @@ def _softmax(p, n, rng, sets):
 
 
 def _cross_entropy(p, n, rng, sets):
-    if not _has(p, "cross_entropy"):
-        return None
     x = _on(p, _randn(rng, (n, _CLASSES), sets))
     t = p.to_device(rng.integers(0, _CLASSES, n).astype(np.int64))
     return Built(lambda i: p.ops.cross_entropy(x[i % sets], t), 4 * n * _CLASSES,
@@ -137,8 +123,6 @@ _WIDTH = 768
 
 
 def _layer_norm(p, n, rng, sets):
-    if not _has(p, "layer_norm"):
-        return None
     x = _on(p, _randn(rng, (n, _WIDTH), sets))
     w, b = (p.to_device(a) for a in _randn(rng, (_WIDTH,), 2))
     # mean, centre, square, sum, scale, shift: about 8 operations per element.
@@ -151,8 +135,6 @@ _HEADS, _HEAD_DIM, _ATT_BATCH = 4, 64, 4
 
 def _attention(causal):
     def build(p, n, rng, sets):
-        if not _has(p, "sdpa"):
-            return None
         shape = (_ATT_BATCH, _HEADS, n, _HEAD_DIM)
         q, k, v = (_on(p, _randn(rng, shape, sets)) for _ in range(3))
         fn = lambda i: p.ops.sdpa(q[i % sets], k[i % sets], v[i % sets], None, causal, None, 0.0)  # noqa: E731
@@ -163,8 +145,6 @@ def _attention(causal):
 
 
 def _attention_backward(p, n, rng, sets):
-    if not _has(p, "sdpa_backward"):
-        return None
     shape = (_ATT_BATCH, _HEADS, n, _HEAD_DIM)
     q, k, v, gout = (_on(p, _randn(rng, shape, sets)) for _ in range(4))
     fwd = [p.ops.sdpa(q[i], k[i], v[i], None, True, None, 0.0) for i in range(sets)]
@@ -199,8 +179,6 @@ def _train_step(model, x, y, device):
 
 def _train(model_name):
     def build(p, n, rng, sets):
-        if not p.ours:
-            return None
         import pyengine as pe
         from pyengine.models import get_model, model_spec
 
@@ -232,23 +210,23 @@ def _train(model_name):
 
 
 CASES = (
-    Case("matmul", "sgemm", "n (square)", (64, 256, 512), (64, 128, 256, 512, 1024, 2048), _matmul),
-    Case("conv2d", "conv3x3 16->32 28x28", "batch", (4, 16), (4, 16, 64, 128), _conv2d),
-    Case("conv2d", "conv3x3 backward", "batch", (4, 16), (4, 16, 64, 128), _conv2d_backward),
-    Case("pooling", "max_pool2d 2x2", "batch", (4, 16), (4, 16, 64), _pooling),
-    Case("activations", "relu", "elements", (1 << 16, 1 << 20), (1 << 16, 1 << 20, 1 << 23), _activation("relu", 1)),
-    Case("activations", "gelu", "elements", (1 << 16, 1 << 20), (1 << 16, 1 << 20, 1 << 23), _activation("gelu", 8)),
-    Case("softmax", "softmax", "rows", (64, 1024), (64, 1024, 8192), _softmax),
-    Case("softmax", "cross_entropy", "rows", (64, 1024), (64, 1024, 8192), _cross_entropy),
-    Case("layer_norm", "layer_norm", "rows", (64, 1024), (64, 1024, 8192), _layer_norm),
-    Case("attention", "sdpa", "sequence length", (64, 256), (64, 256, 512, 1024), _attention(False)),
-    Case("attention", "sdpa causal", "sequence length", (64, 256), (64, 256, 512, 1024), _attention(True)),
+    Case("matmul", "sgemm", "n (square)", (64, 256, 512), (64, 128, 256, 512, 1024, 2048), _matmul, "matmul"),
+    Case("conv2d", "conv3x3 16->32 28x28", "batch", (4, 16), (4, 16, 64, 128), _conv2d, "conv2d"),
+    Case("conv2d", "conv3x3 backward", "batch", (4, 16), (4, 16, 64, 128), _conv2d_backward, "conv2d_backward"),
+    Case("pooling", "max_pool2d 2x2", "batch", (4, 16), (4, 16, 64), _pooling, "max_pool2d"),
+    Case("activations", "relu", "elements", (1 << 16, 1 << 20), (1 << 16, 1 << 20, 1 << 23), _activation("relu", 1), "activation"),
+    Case("activations", "gelu", "elements", (1 << 16, 1 << 20), (1 << 16, 1 << 20, 1 << 23), _activation("gelu", 8), "activation"),
+    Case("softmax", "softmax", "rows", (64, 1024), (64, 1024, 8192), _softmax, "softmax"),
+    Case("softmax", "cross_entropy", "rows", (64, 1024), (64, 1024, 8192), _cross_entropy, "cross_entropy"),
+    Case("layer_norm", "layer_norm", "rows", (64, 1024), (64, 1024, 8192), _layer_norm, "layer_norm"),
+    Case("attention", "sdpa", "sequence length", (64, 256), (64, 256, 512, 1024), _attention(False), "sdpa"),
+    Case("attention", "sdpa causal", "sequence length", (64, 256), (64, 256, 512, 1024), _attention(True), "sdpa"),
     Case("attention", "sdpa causal backward", "sequence length", (64, 256), (64, 256, 512, 1024),
-         _attention_backward),
-    Case("train", "mlp", "batch", (64,), (64, 256, 1024), _train("mlp")),
-    Case("train", "lenet5", "batch", (16,), (16, 64, 256), _train("lenet5")),
-    Case("train", "charrnn", "batch", (8,), (8, 32), _train("charrnn")),
-    Case("train", "gpt", "batch", (4,), (4, 16), _train("gpt")),
+         _attention_backward, "sdpa_backward"),
+    Case("train", "mlp", "batch", (64,), (64, 256, 1024), _train("mlp"), None),
+    Case("train", "lenet5", "batch", (16,), (16, 64, 256), _train("lenet5"), None),
+    Case("train", "charrnn", "batch", (8,), (8, 32), _train("charrnn"), None),
+    Case("train", "gpt", "batch", (4,), (4, 16), _train("gpt"), None),
 )
 
 
