@@ -292,3 +292,9 @@ def test_backward_cases_compute_the_gradients_pytorch_gives():
     torch.nn.functional.scaled_dot_product_attention(q, kk, v, is_causal=True).backward(gout)
     for ours, ref in zip(grads, (q.grad, kk.grad, v.grad)):
         np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_numba_simulator_is_never_timed(monkeypatch):
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    present, missing = discover(("numba",))
+    assert present == [] and "simulator" in missing["numba"]

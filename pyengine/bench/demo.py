@@ -141,7 +141,10 @@ def _show_text(model, device: str, prompt: str = "The ", chars: int = 80) -> dic
     return {"sample": tok.decode(model.generate(idx, chars, temperature=0.8).numpy()[0])}
 
 
-def matmul_gflops(target: Target, n: int = 512) -> float:
+MATMUL_N = 1024
+
+
+def matmul_gflops(target: Target, n: int = MATMUL_N) -> float:
     """GFLOP/s of an n x n x n float32 matmul through pyengine's backend on ``target``,
     the same case ``pyengine bench`` times."""
     case = next(c for c in CASES if c.family == "matmul")
@@ -207,7 +210,7 @@ def side_by_side(runs: list[dict], gflops: dict[str, float]) -> str:
              f"{cpu_ms[r['model']] / r['step_ms']:.2f}x" if r["model"] in cpu_ms else "-",
              f"{gflops.get(r['target'], float('nan')):.1f}"] for r in runs]
     return text_table(["model", "device", "batch", "steps", "ms/step", "samples/s", "loss", "vs cpu",
-                       "matmul GFLOP/s"], rows)
+                       f"matmul {MATMUL_N}^3 GFLOP/s"], rows)
 
 
 def show_learned(runs: list[dict], stream: TextIO) -> None:

@@ -9,6 +9,7 @@ a provider cannot run (``hasattr`` fails) is skipped instead of faked.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -86,6 +87,9 @@ def _cupy_ops():
 
 def _probe(name: str):
     """(Provider, None) when ``name`` can run here, else (None, why not)."""
+    if name == "numba" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        # The simulator runs kernels in Python on the CPU: timing it would measure nothing real.
+        return None, "the Numba CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1); simulated kernels are not timed"
     if name in ("numpy", "native", "numba"):
         try:
             mod = _backend.load(name)
