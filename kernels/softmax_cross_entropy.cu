@@ -8,13 +8,15 @@
 // Technique: the forward is one pass over the row carrying the online (max, sum of exp) pair
 // and the plain sum of x, merged with warp shuffles (a warp per row up to 1024 classes, a
 // 512-thread block beyond); the per-row lse is saved so the backward needs no reduction and
-// is a single elementwise pass. The probabilities never touch device memory.
+// is a single elementwise pass. The probabilities never touch device memory. When
+// classes % 4 == 0 threads move float4s (v2), and the loops are unrolled 4 deep so several
+// loads are in flight per thread.
 //
 // Measured on an H100 80GB HBM3 (driver 580.159.04, 2026-11-27, bench/gpu_bench_nn.py; D2D
 // copy 2871-2948 GB/s counting read + write):
-//   v1 rows x classes = 8192 x 32000: forward 0.71 ms 1460 GB/s (50% of copy, 4 bytes per
-//      element read, scalar loads: 32000 % 4 == 0 would allow float4), backward 0.90 ms
-//      2300 GB/s (78-81%, 8 bytes per element).
+//   v1 scalar loads, rows x classes = 8192 x 32000: forward 0.71 ms 1460 GB/s (50% of copy,
+//      4 bytes per element read), backward 0.90 ms 2300 GB/s (78-81%, 8 bytes per element).
+//   v2 float4, unrolled: ___
 #include "common.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"
@@ -24,7 +26,7 @@
 namespace pyengine {
 namespace {
 
-template <int G>
+template <int G, int VEC>
 __global__ void xent_fwd_kernel(const float* __restrict__ logits, const long long* __restrict__ target,
                                 float* __restrict__ loss, float* __restrict__ lse, long long rows,
                                 int classes, long long ignore_index, float smoothing) {
@@ -36,10 +38,15 @@ __global__ void xent_fwd_kernel(const float* __restrict__ logits, const long lon
 
   MaxSum acc{-CUDART_INF_F, 0.f};
   float sum_x = 0.f;
-  for (int c = t; c < classes; c += G) {
-    const float v = xr[c];
-    acc = maxsum_push(acc, v);
-    sum_x += v;
+#pragma unroll 4
+  for (int c = t * VEC; c < classes; c += G * VEC) {
+    float v[VEC];
+    load_vec<VEC>(xr + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+      acc = maxsum_push(acc, v[i]);
+      sum_x += v[i];
+    }
   }
   acc = group_maxsum<G>(acc, scratch);
   sum_x = group_sum<G>(sum_x, scratch);
@@ -57,7 +64,7 @@ __global__ void xent_fwd_kernel(const float* __restrict__ logits, const long lon
   lse[row] = l;
 }
 
-template <int G>
+template <int G, int VEC>
 __global__ void xent_bwd_kernel(const float* __restrict__ gloss, const float* __restrict__ logits,
                                 const long long* __restrict__ target, const float* __restrict__ lse,
                                 float* __restrict__ glogits, long long rows, int classes,
@@ -68,14 +75,19 @@ __global__ void xent_bwd_kernel(const float* __restrict__ gloss, const float* __
   const long long off = row * classes;
   const long long tgt = target[row];
   if (tgt == ignore_index) {
-    for (int c = t; c < classes; c += G) glogits[off + c] = 0.f;
+    const float zeros[VEC] = {};
+    for (int c = t * VEC; c < classes; c += G * VEC) store_vec<VEC>(glogits + off + c, zeros);
     return;
   }
   const float g = (tgt < 0 || tgt >= classes) ? CUDART_NAN_F : gloss[row];
   const float l = lse[row], floor = smoothing / classes, hit = 1.f - smoothing;
-  for (int c = t; c < classes; c += G) {
-    const float p = expf(logits[off + c] - l);
-    glogits[off + c] = g * (p - floor - (c == tgt ? hit : 0.f));
+#pragma unroll 4
+  for (int c = t * VEC; c < classes; c += G * VEC) {
+    float v[VEC];
+    load_vec<VEC>(logits + off + c, v);
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v[i] = g * (expf(v[i] - l) - floor - (c + i == tgt ? hit : 0.f));
+    store_vec<VEC>(glogits + off + c, v);
   }
 }
 
@@ -86,6 +98,15 @@ std::string desc(const char* name, long long rows, int classes) {
 template <int G>
 unsigned row_blocks(long long rows) { return (unsigned)ceil_div<long long>(rows, rows_per_block<G>()); }
 
+// Calls f(G, VEC) as integral_constants: a warp or a block per row, float4 or scalar access.
+template <typename F>
+void dispatch_rows(int classes, bool vec4, F&& f) {
+  if (classes <= kRowWarpMaxCols)
+    vec4 ? f(IntC<32>{}, IntC<4>{}) : f(IntC<32>{}, IntC<1>{});
+  else
+    vec4 ? f(IntC<kRowBlockThreads>{}, IntC<4>{}) : f(IntC<kRowBlockThreads>{}, IntC<1>{});
+}
+
 }  // namespace
 
 void cross_entropy_forward(std::uintptr_t logits, std::uintptr_t target, std::uintptr_t loss,
@@ -95,12 +116,11 @@ void cross_entropy_forward(std::uintptr_t logits, std::uintptr_t target, std::ui
   const cudaStream_t st = as_stream(stream);
   auto x = dptr<const float>(logits);
   auto t = dptr<const long long>(target);
-  if (classes <= kRowWarpMaxCols)
-    xent_fwd_kernel<32><<<row_blocks<32>(rows), row_threads<32>(), 0, st>>>(
+  dispatch_rows(classes, classes % 4 == 0 && logits % 16 == 0, [&](auto g, auto v) {
+    constexpr int G = decltype(g)::value, VEC = decltype(v)::value;
+    xent_fwd_kernel<G, VEC><<<row_blocks<G>(rows), row_threads<G>(), 0, st>>>(
         x, t, dptr<float>(loss), dptr<float>(lse), rows, classes, ignore_index, label_smoothing);
-  else
-    xent_fwd_kernel<kRowBlockThreads><<<row_blocks<kRowBlockThreads>(rows), kRowBlockThreads, 0, st>>>(
-        x, t, dptr<float>(loss), dptr<float>(lse), rows, classes, ignore_index, label_smoothing);
+  });
   check_launch(desc("cross_entropy_forward", rows, classes));
 }
 
@@ -113,12 +133,11 @@ void cross_entropy_backward(std::uintptr_t gloss, std::uintptr_t logits, std::ui
   auto x = dptr<const float>(logits);
   auto t = dptr<const long long>(target);
   auto l = dptr<const float>(lse);
-  if (classes <= kRowWarpMaxCols)
-    xent_bwd_kernel<32><<<row_blocks<32>(rows), row_threads<32>(), 0, st>>>(
+  dispatch_rows(classes, classes % 4 == 0 && logits % 16 == 0 && glogits % 16 == 0, [&](auto gc, auto v) {
+    constexpr int G = decltype(gc)::value, VEC = decltype(v)::value;
+    xent_bwd_kernel<G, VEC><<<row_blocks<G>(rows), row_threads<G>(), 0, st>>>(
         g, x, t, l, dptr<float>(glogits), rows, classes, ignore_index, label_smoothing);
-  else
-    xent_bwd_kernel<kRowBlockThreads><<<row_blocks<kRowBlockThreads>(rows), kRowBlockThreads, 0, st>>>(
-        g, x, t, l, dptr<float>(glogits), rows, classes, ignore_index, label_smoothing);
+  });
   check_launch(desc("cross_entropy_backward", rows, classes));
 }
 
