@@ -20,7 +20,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert r["steps"] == 3 and len(r["loss"]) == 3 and np.all(np.isfinite(r["loss"]))
         assert r["samples_per_s"] == pytest.approx(1e3 * r["batch"] / r["step_ms"])
     assert (tmp_path / "loss_vs_time.png").read_bytes()[:4] == b"\x89PNG"
-    assert "ms/step" in text and "samples/s" in text and "matmul GFLOP/s" in text
+    assert "ms/step" in text and "samples/s" in text and "matmul 1024^3 GFLOP/s" in text
     assert "pred " in text and 'continues "The "' in text
     lenet = next(r for r in runs if r["model"] == "lenet5")
     assert len(lenet["predicted"]) == len(lenet["labels"]) == 6
