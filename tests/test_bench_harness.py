@@ -298,3 +298,24 @@ def test_the_numba_simulator_is_never_timed(monkeypatch):
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
     present, missing = discover(("numba",))
     assert present == [] and "simulator" in missing["numba"]
+
+
+def test_gpu_inputs_rotate_past_the_l2_cache_and_every_provider_gets_the_same_draws():
+    from pyengine.backend import numpy_backend
+    from pyengine.bench.providers import Provider
+
+    calls = []
+
+    def recorder(p, n, rng, sets):
+        calls.append((p.device, sets, rng.standard_normal()))
+        return cases.Built(lambda i: None, flops=1.0, bytes=cases.ROTATE_BYTES / 10, shape="s")
+
+    kernel = cases.Case("f", "c", "n", (5,), (5,), recorder, "matmul")
+    step = cases.Case("f", "c", "n", (5,), (5,), recorder, None)
+    cpu = Provider("numpy", "cpu", True, numpy_backend)
+    gpu = Provider("stand-in", "cuda", True, numpy_backend)
+    cases.build(kernel, cpu, 5)
+    cases.build(kernel, gpu, 5)
+    cases.build(step, gpu, 5)
+    assert [(d, s) for d, s, _ in calls] == [("cpu", 2), ("cuda", 1), ("cuda", 10), ("cuda", 2)]
+    assert len({draw for _, _, draw in calls}) == 1          # seeded by the size alone

@@ -46,6 +46,22 @@ class Case:
         return p.ours if self.op is None else hasattr(p.ops, self.op)
 
 
+# On a GPU, rotate through enough input sets that together they exceed the L2 cache (50 MB
+# on an H100 or H200), so a repeat cannot find its inputs still cached; capped for tiny ops.
+ROTATE_BYTES = 128 << 20
+MAX_SETS = 32
+
+
+def build(case: Case, p: Provider, n: int) -> Built:
+    """``case`` at size ``n`` for ``p``, seeded by ``n`` alone so every provider gets the
+    same inputs; on the CPU two input sets, on a GPU as many as ROTATE_BYTES asks."""
+    sets = 2
+    if p.device != "cpu" and case.op is not None:
+        probe = case.build(p, n, np.random.default_rng(n), 1)
+        sets = min(MAX_SETS, max(3, math.ceil(ROTATE_BYTES / max(probe.bytes, 1))))
+    return case.build(p, n, np.random.default_rng(n), sets)
+
+
 def _randn(rng, shape, sets):
     return [rng.standard_normal(shape, dtype=np.float32) for _ in range(sets)]
 

@@ -18,7 +18,7 @@ from typing import TextIO
 import numpy as np
 
 from . import committed
-from .cases import CASES
+from .cases import CASES, build
 from .providers import discover
 from .report import text_table
 from .suite import thread_limit, thread_settings
@@ -151,7 +151,7 @@ def matmul_gflops(target: Target, n: int = MATMUL_N) -> float:
     names = (target.kernels,) if target.kernels else ("numpy",)
     (provider,), _ = discover(names, (target.device,))
     with provider.selected():
-        built = case.build(provider, n, np.random.default_rng(0), 2 if target.device == "cpu" else 3)
+        built = build(case, provider, n)
         timing = timer_for(target.device)(built.fn, repeats=10, warmup=2, budget_s=2.0)
     return built.flops / timing.ms / 1e6
 
@@ -169,7 +169,7 @@ def sweep(targets_: list[Target], stream: TextIO, quick: bool = False) -> list[d
             for t in targets_:
                 (provider,), _ = discover((t.kernels or "numpy",), (t.device,))
                 with provider.selected():
-                    built = cases[name].build(provider, n, np.random.default_rng(0), 2)
+                    built = build(cases[name], provider, n)
                     row[t.label] = timer_for(t.device)(built.fn, repeats=5, warmup=1, budget_s=1.0).ms
             rows.append(row)
     labels = [t.label for t in targets_]

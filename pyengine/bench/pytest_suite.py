@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 
-from .cases import cases_for
+from .cases import build, cases_for
 from .providers import discover
 from .suite import thread_limit, thread_settings
 
@@ -53,7 +52,7 @@ def run_case(benchmark, case, provider, n, rounds: int = 10):
     and GB/s. Inputs rotate between sets round by round."""
     with provider.selected(), thread_limit(THREADS):
         threads = thread_settings()
-        built = case.build(provider, n, np.random.default_rng(0), 2 if provider.device == "cpu" else 3)
+        built = build(case, provider, n)
         fn = _synced(built.fn, provider.device)
         counter = iter(range(1 << 30))
         benchmark.pedantic(lambda: fn(next(counter)), rounds=rounds, warmup_rounds=2, iterations=1)

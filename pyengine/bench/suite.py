@@ -13,7 +13,7 @@ from typing import TextIO
 import numpy as np
 
 from . import ceilings as _ceilings
-from .cases import FAMILIES, cases_for
+from .cases import FAMILIES, build, cases_for
 from .flops import intensity
 from .providers import ALL, discover
 from .schema import SCHEMA
@@ -152,8 +152,7 @@ def _run(present, missing, families, quick, progress, command, max_size) -> dict
             for p in (p for p in present if case.runs_on(p)):
                 try:
                     with p.selected():
-                        # The same seed for every provider: side by side means the same inputs.
-                        built = case.build(p, n, np.random.default_rng(n), 2 if p.device == "cpu" else 3)
+                        built = build(case, p, n)
                         timing = timer_for(p.device)(built.fn, repeats=10 if quick else 30,
                                                      warmup=1 if quick else 3, budget_s=budget)
                 except Exception as exc:  # one failing op must not lose the others' numbers
