@@ -319,3 +319,17 @@ def test_gpu_inputs_rotate_past_the_l2_cache_and_every_provider_gets_the_same_dr
     cases.build(step, gpu, 5)
     assert [(d, s) for d, s, _ in calls] == [("cpu", 2), ("cuda", 1), ("cuda", 10), ("cuda", 2)]
     assert len({draw for _, _, draw in calls}) == 1          # seeded by the size alone
+
+
+def test_a_failing_ceiling_is_reported_not_fatal(monkeypatch):
+    from pyengine.bench import ceilings
+
+    def broken(quick):
+        raise RuntimeError("no driver")
+
+    monkeypatch.setattr(ceilings, "cpu", broken)
+    found, errors = ceilings.measure(["cpu"])
+    assert found == {} and errors == ["ceilings on cpu: RuntimeError('no driver')"]
+    doc = suite.run(("cpu",), ("matmul",), providers=("numpy",), max_size=64, threads=1)
+    assert doc["errors"] == ["ceilings on cpu: RuntimeError('no driver')"]
+    assert doc["results"][0]["ceiling_share"] is None and schema.problems(doc) == []

@@ -141,9 +141,9 @@ def _run(present, missing, families, quick, progress, command, max_size) -> dict
     say(f"providers: {', '.join(p.name for p in present)}"
         + "".join(f"\n  (no {k}: {v})" for k, v in missing.items()))
     say("measuring ceilings ...")
-    ceil = _ceilings.measure(devices, quick)
+    ceil, errors = _ceilings.measure(devices, quick)
     cases = cases_for(families)
-    results, errors = [], []
+    results = []
     budget = 1.0 if quick else 5.0
     for ci, case in enumerate(cases, 1):
         for n in case.sizes(quick):
