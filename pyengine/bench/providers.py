@@ -68,7 +68,6 @@ def _torch_ops(device: str):
         return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale), None
 
     return SimpleNamespace(
-        name=f"torch-{device}", device=device, torch=torch,
         asarray=lambda a, dtype=None: torch.from_numpy(a).to(device),
         matmul=torch.matmul,
         conv2d=lambda x, w, b, stride, padding, dilation, groups: F.conv2d(x, w, b, stride, padding, dilation, groups),
@@ -81,8 +80,7 @@ def _cupy_ops():
     import cupy as cp
 
     # cuBLAS through CuPy's matmul: the vendor GEMM every GPU matmul is measured against.
-    return SimpleNamespace(name="cupy", device="cuda", asarray=lambda a, dtype=None: cp.asarray(a),
-                           matmul=cp.matmul)
+    return SimpleNamespace(asarray=lambda a, dtype=None: cp.asarray(a), matmul=cp.matmul)
 
 
 def _probe(name: str):
