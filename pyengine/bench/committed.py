@@ -11,7 +11,15 @@ from pathlib import Path
 
 from .schema import SCHEMA
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
+
+def _results_dir() -> Path:
+    """bench/results of the checkout: beside the package when it runs from the source tree,
+    else in the working directory (``pip install .`` then ``pyengine demo`` from the checkout)."""
+    beside = Path(__file__).resolve().parents[2] / "bench" / "results"
+    return beside if beside.is_dir() else Path.cwd() / "bench" / "results"
+
+
+RESULTS_DIR = _results_dir()
 
 
 def _from_document(doc: dict, path: Path) -> dict | None:
