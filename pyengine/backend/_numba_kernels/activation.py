@@ -34,8 +34,9 @@ def leaky_relu(x, slope):
 
 @device_function("float32(float32)")
 def gelu(x):
-    """Exact GELU, x * Phi(x)."""
-    return float32(0.5) * x * (float32(1) + math.erf(x * float32(_INV_SQRT2)))
+    """Exact GELU, x * Phi(x). Phi through erfc, not 1 + erf: for x << 0 the sum cancels
+    and loses every digit of the tail (the native kernels make the same choice)."""
+    return float32(0.5) * x * math.erfc(-x * float32(_INV_SQRT2))
 
 
 @device_function("float32(float32)")
@@ -79,7 +80,7 @@ def apply(code, x, param):
 @device_function("float32(float32)")
 def gelu_grad(x):
     pdf = float32(_INV_SQRT_2PI) * math.exp(float32(-0.5) * x * x)
-    return float32(0.5) * (float32(1) + math.erf(x * float32(_INV_SQRT2))) + x * pdf
+    return float32(0.5) * math.erfc(-x * float32(_INV_SQRT2)) + x * pdf
 
 
 @device_function("float32(float32)")
