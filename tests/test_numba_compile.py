@@ -50,6 +50,7 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compile_report):
 def test_user_kernel_with_our_device_function_compiles():
     code = (
         "from numba import cuda\n"
+        "from numba import float32 as pn_f32\n"
         "import pyengine.numba as pn\n"
         "from pyengine.backend._numba_kernels.compile_check import _pretend_device\n"
         "def bias_gelu(x, b, y):\n"
@@ -60,7 +61,41 @@ def test_user_kernel_with_our_device_function_compiles():
         "    _pretend_device(cc)\n"
         "    ptx, _ = cuda.compile_ptx(bias_gelu, 'void(float32[:], float32[:], float32[:])', cc=cc)\n"
         "    assert f'.target sm_{cc[0]}{cc[1]}' in ptx, ptx[:400]\n"
+        "native = pn.native_activation('gelu')\n"
+        "def fused_native(x, y):\n"
+        "    i = cuda.grid(1)\n"
+        "    if i < y.size:\n"
+        "        y[i] = native(x[i], pn_f32(0))\n"
+        "ptx, _ = cuda.compile_ptx(fused_native, 'void(float32[:], float32[:])', cc=(9, 0))\n"
+        "assert '.extern .func' in ptx and 'pyengine_gelu' in ptx, ptx[:400]\n"
         "print('compiled')\n"
     )
     proc = _run("-c", code)
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "tanh", "selu"])
+def test_native_activation_source_compiles_with_nvrtc(name):
+    """pyengine.numba.native_activation links this source into users' kernels on a GPU;
+    NVRTC (what Numba's linker runs) must accept it, forward and gradient, for both targets."""
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="needs cuda-python's NVRTC bindings")
+    import pyengine.numba as pn
+    for grad in (False, True):
+        src = pn.native_source(name, grad)
+        symbol = f"pyengine_{name}_grad" if grad else f"pyengine_{name}"
+        assert f'extern "C" __device__ float {symbol}(' in src
+        for arch in (b"compute_80", b"compute_90"):
+            _, prog = nvrtc.nvrtcCreateProgram(src.encode(), f"{symbol}.cu".encode(), 0, [], [])
+            opts = [b"--gpu-architecture=" + arch, b"-rdc=true"]
+            (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+            _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+            log = b" " * size
+            nvrtc.nvrtcGetProgramLog(prog, log)
+            assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode()
+            nvrtc.nvrtcDestroyProgram(prog)
+
+
+def test_native_source_rejects_unknown_name():
+    import pyengine.numba as pn
+    with pytest.raises(ValueError, match="native activation must be one of .* got 'swish'"):
+        pn.native_source("swish")

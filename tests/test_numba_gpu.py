@@ -86,3 +86,32 @@ def test_training_with_numba_provider_lowers_the_loss(rng, backends):
             opt.step()
             losses.append(float(loss.item()))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_user_kernel_links_native_activation(rng, backends):
+    """pyengine.numba.native_activation: the native kernels' CUDA C++ GELU linked into a
+    user's Numba kernel, against our Numba device function and NumPy."""
+    from numba import cuda, float32
+
+    import pyengine.numba as pn
+    nb, _ = backends
+    native_gelu = pn.native_activation("gelu")
+    native_selu_grad = pn.native_activation("selu", grad=True)
+
+    @cuda.jit
+    def both(x, y_native, y_numba, g_native):
+        i = cuda.grid(1)
+        if i < x.size:
+            y_native[i] = native_gelu(x[i], float32(0))
+            y_numba[i] = pn.gelu(x[i])
+            g_native[i] = native_selu_grad(float32(1), x[i], float32(0), float32(0))
+
+    x = rng.uniform(-5, 5, 1000).astype(np.float32)
+    outs = [nb.xp.empty(1000, np.float32) for _ in range(3)]
+    both[8, 128](nb.asarray(x), *outs)
+    y_native, y_numba, g_native = (nb.to_numpy(o) for o in outs)
+    expected = ref.activation("gelu", x.astype(np.float64))
+    np.testing.assert_allclose(y_native, expected, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(y_numba, expected, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(g_native, ref.activation_backward("selu", np.ones(1000), x.astype(np.float64),
+                                                                 None), rtol=2e-5, atol=2e-6)
