@@ -71,10 +71,12 @@ __global__ void ln_fwd_regs(const float* __restrict__ x, const float* __restrict
   }
 }
 
+// Bounded to the block size: a 512-thread block must fit its registers (128 per thread).
 template <int G, int VEC, int NV>
-__global__ void ln_bwd_input_regs(const float* __restrict__ gy, const float* __restrict__ x,
-                                  const float* __restrict__ w, const float* __restrict__ mean,
-                                  const float* __restrict__ rstd, float* __restrict__ gx, long long rows, int d) {
+__global__ void __launch_bounds__(row_threads<G>())
+    ln_bwd_input_regs(const float* __restrict__ gy, const float* __restrict__ x, const float* __restrict__ w,
+                      const float* __restrict__ mean, const float* __restrict__ rstd, float* __restrict__ gx,
+                      long long rows, int d) {
   __shared__ float scratch[group_scratch<G>()];
   const long long row = group_row<G>();
   if (row >= rows) return;

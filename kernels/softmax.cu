@@ -59,9 +59,11 @@ __global__ void softmax_fwd_regs(const float* __restrict__ x, float* __restrict_
   r.store(y + row * cols, cols, t);
 }
 
+// Bounded to the block size: a 512-thread block must fit its registers (128 per thread).
 template <int G, int VEC, int NV, bool LOG>
-__global__ void softmax_bwd_regs(const float* __restrict__ gy, const float* __restrict__ y,
-                                 float* __restrict__ gx, long long rows, int cols) {
+__global__ void __launch_bounds__(row_threads<G>())
+    softmax_bwd_regs(const float* __restrict__ gy, const float* __restrict__ y, float* __restrict__ gx,
+                     long long rows, int cols) {
   __shared__ float scratch[group_scratch<G>()];
   const long long row = group_row<G>();
   if (row >= rows) return;

@@ -20,7 +20,7 @@ from pyengine.backend import numpy_backend as nb  # noqa: E402
 
 ODD = [1, 3, 17, 33, 65, 127, 129]
 ALIGNED = [128, 1024]
-LONG = [1031, 4096]  # past a warp per row: a block per row
+LONG = [1031, 4096, 8191]  # past a warp per row: a block per row
 STREAMED = [16389, 20480]  # past 16384 floats a row no longer fits in registers
 
 
