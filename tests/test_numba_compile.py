@@ -49,8 +49,7 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compile_report):
 
 def test_user_kernel_with_our_device_function_compiles():
     code = (
-        "from numba import cuda\n"
-        "from numba import float32 as pn_f32\n"
+        "from numba import cuda, float32\n"
         "import pyengine.numba as pn\n"
         "from pyengine.backend._numba_kernels.compile_check import _pretend_device\n"
         "def bias_gelu(x, b, y):\n"
@@ -65,7 +64,7 @@ def test_user_kernel_with_our_device_function_compiles():
         "def fused_native(x, y):\n"
         "    i = cuda.grid(1)\n"
         "    if i < y.size:\n"
-        "        y[i] = native(x[i], pn_f32(0))\n"
+        "        y[i] = native(x[i], float32(0))\n"
         "ptx, _ = cuda.compile_ptx(fused_native, 'void(float32[:], float32[:])', cc=(9, 0))\n"
         "assert '.extern .func' in ptx and 'pyengine_gelu' in ptx, ptx[:400]\n"
         "print('compiled')\n"

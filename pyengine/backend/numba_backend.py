@@ -130,6 +130,15 @@ def _f32(a, op, arg, contiguous=True):
     return xp.ascontiguousarray(a) if contiguous else a
 
 
+def _empty(shape, dtype=np.float32):
+    """An output buffer for a kernel to fill. Under the simulator it is poisoned (NaN, or -1
+    for indices) so the tests catch any element a kernel forgets to write; on a GPU it is
+    left uninitialised, as the native backend's."""
+    if SIMULATOR:
+        return np.full(shape, np.nan if np.dtype(dtype).kind == "f" else -1, dtype)
+    return xp.empty(shape, dtype)
+
+
 def _optional(a, op, arg):
     """A float32 vector for the kernel and whether it is real (kernels take no None)."""
     if a is None:
@@ -154,7 +163,7 @@ def _batch3(a, batch):
 def _gemm(a3, b3, bias, code, param, op):
     m, n = a3.shape[1], b3.shape[2]
     z = max(a3.shape[0], b3.shape[0])
-    c = xp.empty((z, m, n), np.float32)
+    c = _empty((z, m, n), np.float32)
     if c.size:
         bias_v, has_bias = _optional(bias, op, "bias")
         launch(_mm.gemm, (blocks(n, _mm.TILE), blocks(m, _mm.TILE), z), (_mm.TILE, _mm.TILE),
@@ -204,7 +213,7 @@ def conv2d(x, w, b, stride, padding, dilation, groups):
     x, w = _f32(x, "conv2d", "input"), _f32(w, "conv2d", "weight")
     ho, wo = _check_conv(x, w, None if b is None else _f32(b, "conv2d", "bias"),
                          stride, padding, dilation, groups)
-    y = xp.empty((x.shape[0], w.shape[0], ho, wo), np.float32)
+    y = _empty((x.shape[0], w.shape[0], ho, wo), np.float32)
     if y.size:
         bias_v, has_bias = _optional(b, "conv2d", "bias")
         t = _conv.TILE
@@ -224,12 +233,12 @@ def conv2d_backward(gy, x, w, stride, padding, dilation, groups, needs=(True, Tr
     t = _conv.TILE
     gx = gw = gb = None
     if needs[0]:
-        gx = xp.empty(x.shape, np.float32)
+        gx = _empty(x.shape, np.float32)
         if gx.size:
             launch(_conv.backward_data, (blocks(x.shape[0] * x.shape[2] * x.shape[3], t),
                                          blocks(w.shape[1], t), groups), (t, t), gy, w, gx, *geometry)
     if needs[1]:
-        gw = xp.empty(w.shape, np.float32)
+        gw = _empty(w.shape, np.float32)
         if gw.size:
             launch(_conv.backward_weight, (blocks(w[0].size, t), blocks(w.shape[0] // groups, t), groups),
                    (t, t), gy, x, gw, *geometry)
@@ -245,8 +254,8 @@ def conv2d_backward(gy, x, w, stride, padding, dilation, groups, needs=(True, Tr
 def max_pool2d(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False):
     x = _f32(x, "max_pool2d", "input")
     ho, wo = _check_pool("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    y = xp.empty(x.shape[:2] + (ho, wo), np.float32)
-    idx = xp.empty(y.shape, np.int64)
+    y = _empty(x.shape[:2] + (ho, wo), np.float32)
+    idx = _empty(y.shape, np.int64)
     if y.size:
         launch(_pool.max_forward, *flat_launch(y.size), x, y, idx,
                *map(int, (*kernel_size, *stride, *padding, *dilation)))
@@ -273,7 +282,7 @@ def avg_pool2d(x, kernel_size, stride, padding, ceil_mode=False, count_include_p
                divisor_override=None):
     x = _f32(x, "avg_pool2d", "input")
     ho, wo = _check_pool("avg_pool2d", x, kernel_size, stride, padding, (1, 1), ceil_mode)
-    y = xp.empty(x.shape[:2] + (ho, wo), np.float32)
+    y = _empty(x.shape[:2] + (ho, wo), np.float32)
     if y.size:
         launch(_pool.avg_forward, *flat_launch(y.size), x, y,
                *_avg_args(kernel_size, stride, padding, count_include_pad, divisor_override))
@@ -318,7 +327,7 @@ def _act_code(name_, param):
 def activation(name, x, param=None):
     code, p = _act_code(name, param)
     x = _f32(x, name, "input")
-    y = xp.empty(x.shape, np.float32)
+    y = _empty(x.shape, np.float32)
     if x.size:
         launch(_act.forward, *flat_launch(x.size), x.reshape(-1), y.reshape(-1), code, np.float32(p))
     return y
@@ -339,7 +348,7 @@ def activation_backward(name, gy, x, y, param=None):
     y = x if y is None else _f32(y, op, "output")
     if x.shape != gy.shape or y.shape != gy.shape:
         raise ValueError(f"{op}: grad_output {gy.shape}, input {x.shape} and output {y.shape} differ")
-    gx = xp.empty(gy.shape, np.float32)
+    gx = _empty(gy.shape, np.float32)
     if gy.size:
         launch(_act.backward, *flat_launch(gy.size), gy.reshape(-1), x.reshape(-1), y.reshape(-1),
                gx.reshape(-1), code, np.float32(p))
@@ -364,7 +373,7 @@ def _row_launch(kern, rows, *args):
 def softmax(x, dim, log=False):
     x = _f32(x, "softmax", "input", False)
     x2, moved = _rows(x, dim)
-    y = xp.empty(x2.shape, np.float32)
+    y = _empty(x2.shape, np.float32)
     _row_launch(_sm.forward, x2.shape[0] if x2.shape[1] else 0, x2, y, int(bool(log)))
     return xp.moveaxis(y.reshape(moved), -1, dim)
 
@@ -376,7 +385,7 @@ def softmax_backward(gy, y, dim, log=False):
         raise ValueError(f"softmax_backward: grad_output {gy.shape} and output {y.shape} differ")
     g2, moved = _rows(gy, dim)
     y2, _ = _rows(y, dim)
-    gx = xp.empty(g2.shape, np.float32)
+    gx = _empty(g2.shape, np.float32)
     _row_launch(_sm.backward, g2.shape[0] if g2.shape[1] else 0, g2, y2, gx, int(bool(log)))
     return xp.moveaxis(gx.reshape(moved), -1, dim)
 
@@ -387,7 +396,7 @@ def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0):
     logits = _f32(logits, "cross_entropy", "logits")
     _check_targets(logits, target, ignore_index, "cross_entropy")
     n = logits.shape[0]
-    loss, lse = xp.empty(n, np.float32), xp.empty(n, np.float32)
+    loss, lse = _empty(n, np.float32), _empty(n, np.float32)
     _row_launch(_sm.cross_entropy_forward, n, logits, xp.ascontiguousarray(target, dtype=np.int64),
                 loss, lse, int(ignore_index), np.float32(label_smoothing))
     return loss, lse
@@ -401,7 +410,7 @@ def cross_entropy_backward(gloss, logits, target, lse, ignore_index=-100, label_
     if gloss.shape != logits.shape[:1] or lse.shape != logits.shape[:1]:
         raise ValueError(f"{op}: grad_loss {gloss.shape} and lse {lse.shape} must be "
                          f"{logits.shape[:1]} for logits {logits.shape}")
-    g = xp.empty(logits.shape, np.float32)
+    g = _empty(logits.shape, np.float32)
     _row_launch(_sm.cross_entropy_backward, logits.shape[0], gloss, logits,
                 xp.ascontiguousarray(target, dtype=np.int64), lse, g, int(ignore_index),
                 np.float32(label_smoothing))
@@ -421,8 +430,8 @@ def layer_norm(x, weight, bias, eps):
             raise ValueError(f"layer_norm: {pname} {p.shape} does not match input {x.shape}")
     w, has_w = _optional(weight, "layer_norm", "weight")
     b, has_b = _optional(bias, "layer_norm", "bias")
-    y = xp.empty(x.shape, np.float32)
-    mean, rstd = xp.empty(x.shape[0], np.float32), xp.empty(x.shape[0], np.float32)
+    y = _empty(x.shape, np.float32)
+    mean, rstd = _empty(x.shape[0], np.float32), _empty(x.shape[0], np.float32)
     _row_launch(_ln.forward, x.shape[0] if x.shape[1] else 0, x, w, b, has_w, has_b,
                 np.float32(eps), y, mean, rstd)
     return y, mean, rstd
@@ -436,11 +445,11 @@ def layer_norm_backward(gy, x, weight, mean, rstd):
         raise ValueError(f"{op}: expected grad_output and input (M, D) with mean and rstd (M,), got "
                          f"{gy.shape}, {x.shape}, {mean.shape}, {rstd.shape}")
     w, has_w = _optional(weight, op, "weight")
-    gx = xp.empty(x.shape, np.float32)
+    gx = _empty(x.shape, np.float32)
     _row_launch(_ln.backward_input, x.shape[0] if x.shape[1] else 0, gy, x, w, has_w, mean, rstd, gx)
     if weight is None:
         return gx, None, None
-    gw, gb = xp.empty(x.shape[1], np.float32), xp.empty(x.shape[1], np.float32)
+    gw, gb = _empty(x.shape[1], np.float32), _empty(x.shape[1], np.float32)
     if x.shape[1]:
         launch(_ln.backward_params, *flat_launch(x.shape[1]), gy, x, mean, rstd, gw, gb)
     return gx, gw, gb
@@ -498,8 +507,8 @@ def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
     bias, has_bias = _bias3(bias, lead)
     q3, k3, v3 = _lead3(q, lead), _lead3(k, lead), _lead3(v, lead)
     z, l = q3.shape[0], q3.shape[1]
-    out = xp.empty((z, l, v3.shape[2]), np.float32)
-    lse = xp.empty((z, l), np.float32)
+    out = _empty((z, l, v3.shape[2]), np.float32)
+    lse = _empty((z, l), np.float32)
     if out.size:
         launch(_attn.forward, (blocks(l, _attn.QB), z), _attn.QB, q3, k3, v3, bias, has_bias,
                int(bool(is_causal)), _scale(q, scale), out, lse)
@@ -522,8 +531,8 @@ def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, sc
     g3 = _f32(gout, op, "gout").reshape(out3.shape)
     lse = _f32(lse, op, "lse")
     z, l, s = q3.shape[0], q3.shape[1], k3.shape[1]
-    gq, gk, gv = xp.empty(q3.shape, np.float32), xp.empty(k3.shape, np.float32), xp.empty(v3.shape, np.float32)
-    delta = xp.empty((z, l), np.float32)
+    gq, gk, gv = _empty(q3.shape, np.float32), _empty(k3.shape, np.float32), _empty(v3.shape, np.float32)
+    delta = _empty((z, l), np.float32)
     args = (q3, k3, v3, bias, has_bias, int(bool(is_causal)), _scale(q, scale))
     if z and l:
         launch(_attn.backward_query, (blocks(l, _attn.QB), z), _attn.QB, *args, out3, g3, lse, delta, gq)

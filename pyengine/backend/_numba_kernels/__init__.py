@@ -50,7 +50,9 @@ def _stream():
     if SIMULATOR:
         return 0
     import cupy
-    return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    ptr = cupy.cuda.get_current_stream().ptr
+    # CuPy's null stream has pointer 0, which is Numba's default stream, not a foreign one.
+    return cuda.external_stream(ptr) if ptr else cuda.default_stream()
 
 
 def _simulator_arg(a):
