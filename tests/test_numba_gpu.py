@@ -69,19 +69,35 @@ def test_numba_matches_native_and_numpy(rng, backends, name):
     np.testing.assert_allclose(got["numba"] / scale, got["native"] / scale, atol=1e-4)
 
 
-def test_training_with_numba_provider_lowers_the_loss(rng, backends):
+def _mlp_task(rng):
     from pyengine.models import MLP
+    return MLP([17, 65, 5]), _r(rng, 64, 17), rng.integers(0, 5, 64)
+
+
+def _lenet_task(rng):
+    from pyengine.models import LeNet5
+    return LeNet5(), _r(rng, 16, 1, 28, 28), rng.integers(0, 10, 16)
+
+
+def _gpt_task(rng):
+    from pyengine.models import GPT
+    idx = rng.integers(0, 11, (8, 17))
+    return GPT(vocab_size=11, block_size=17, n_layer=2, n_head=2, n_embd=32), idx, np.roll(idx, -1, 1)
+
+
+@pytest.mark.parametrize("task", [_mlp_task, _lenet_task, _gpt_task], ids=["mlp", "lenet5", "gpt"])
+def test_training_with_numba_provider_lowers_the_loss(rng, backends, task):
     pe.manual_seed(0)
-    x = pe.tensor(_r(rng, 64, 17), device="cuda")
-    y = pe.tensor(rng.integers(0, 5, 64), device="cuda")
     with pe.backends.cuda.kernels("numba"):
-        model = MLP([17, 65, 5])
+        model, x, y = task(rng)
         model.to("cuda")
+        x, y = pe.tensor(x, device="cuda"), pe.tensor(y, device="cuda")
         opt = pe.optim.Adam(model.parameters(), lr=1e-2)
         losses = []
         for _ in range(30):
             opt.zero_grad()
-            loss = pe.nn.functional.cross_entropy(model(x), y)
+            logits = model(x)
+            loss = pe.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             loss.backward()
             opt.step()
             losses.append(float(loss.item()))
