@@ -104,3 +104,18 @@ def test_tiny_gpt_forward_backward(rng, numba_cuda):
     cpu, gpu = _twins(GPT(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
     idx = pe.tensor(rng.integers(0, 11, (2, 5)))
     _compare(cpu, gpu, (idx,), lambda out: (out * out).mean(), rtol=5e-4)
+
+
+def test_batch_norm_and_dropout_glue_on_cuda(rng, numba_cuda):
+    """The glue the provider borrows (batch norm statistics, dropout masks) on "cuda"."""
+    cpu = nn.BatchNorm2d(3)
+    gpu = copy.deepcopy(cpu)
+    gpu.to("cuda")
+    x = rng.standard_normal((4, 3, 5, 2)).astype(np.float32)
+    y_c, y_g = cpu(pe.tensor(x)), gpu(pe.tensor(x, device="cuda"))
+    np.testing.assert_allclose(y_g.cpu().detach().numpy(), y_c.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gpu.running_var.cpu().numpy(), cpu.running_var.numpy(), rtol=1e-6)
+    d = nn.functional.dropout(pe.tensor(np.ones((50, 40), np.float32), device="cuda"), 0.25)
+    assert d.device == "cuda"
+    kept = d.cpu().numpy()
+    assert set(np.unique(kept)) <= {0.0, np.float32(1 / 0.75)} and abs((kept == 0).mean() - 0.25) < 0.05
