@@ -16,6 +16,7 @@ from . import SIMULATOR, kernel
 # 16x16 blocks on a GPU; 8x8 under the simulator, whose cost grows with the threads
 # waiting at each barrier (the tests' sizes are multiples of neither).
 TILE = 8 if SIMULATOR else 16
+KT = 2 * TILE   # reduction depth staged per barrier: half the syncs of a square tile
 
 _SIG4 = "float32[:, :, :, :]"
 
@@ -23,8 +24,8 @@ _SIG4 = "float32[:, :, :, :]"
 @kernel(f"void({_SIG4}, {_SIG4}, float32[:], int32, {_SIG4}, "
         "int32, int32, int32, int32, int32, int32, int32)")
 def forward(x, w, bias, has_bias, y, sh, sw, ph, pw, dh, dw, groups):
-    sa = cuda.shared.array((TILE, TILE), float32)
-    sb = cuda.shared.array((TILE, TILE), float32)
+    sa = cuda.shared.array((TILE, KT), float32)
+    sb = cuda.shared.array((KT, TILE), float32)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     g = cuda.blockIdx.z
@@ -41,23 +42,24 @@ def forward(x, w, bias, has_bias, y, sh, sw, ph, pw, dh, dw, groups):
     qho = (q // wo_n) % ho_n
     qwo = q % wo_n
     acc = float32(0)
-    for r0 in range(0, red, TILE):
-        ra = r0 + tx
-        if o < o_pg and ra < red:
-            sa[ty, tx] = w[g * o_pg + o, ra // (kh * kw), (ra // kw) % kh, ra % kw]
-        else:
-            sa[ty, tx] = float32(0)
-        rb = r0 + ty
-        val = float32(0)
-        if rb < red and q < ncols:
-            c = rb // (kh * kw)
-            hi = qho * sh - ph + ((rb // kw) % kh) * dh
-            wi = qwo * sw - pw + (rb % kw) * dw
-            if 0 <= hi < h_in and 0 <= wi < w_in:
-                val = x[qn, g * c_pg + c, hi, wi]
-        sb[ty, tx] = val
+    for r0 in range(0, red, KT):
+        for h in range(0, KT, TILE):
+            ra = r0 + h + tx
+            if o < o_pg and ra < red:
+                sa[ty, h + tx] = w[g * o_pg + o, ra // (kh * kw), (ra // kw) % kh, ra % kw]
+            else:
+                sa[ty, h + tx] = float32(0)
+            rb = r0 + h + ty
+            val = float32(0)
+            if rb < red and q < ncols:
+                c = rb // (kh * kw)
+                hi = qho * sh - ph + ((rb // kw) % kh) * dh
+                wi = qwo * sw - pw + (rb % kw) * dw
+                if 0 <= hi < h_in and 0 <= wi < w_in:
+                    val = x[qn, g * c_pg + c, hi, wi]
+            sb[h + ty, tx] = val
         cuda.syncthreads()
-        for kk in range(TILE):
+        for kk in range(KT):
             acc += sa[ty, kk] * sb[kk, tx]
         cuda.syncthreads()
     if o < o_pg and q < ncols:
@@ -68,8 +70,8 @@ def forward(x, w, bias, has_bias, y, sh, sw, ph, pw, dh, dw, groups):
 
 @kernel(f"void({_SIG4}, {_SIG4}, {_SIG4}, int32, int32, int32, int32, int32, int32, int32)")
 def backward_data(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
-    sa = cuda.shared.array((TILE, TILE), float32)
-    sb = cuda.shared.array((TILE, TILE), float32)
+    sa = cuda.shared.array((TILE, KT), float32)
+    sb = cuda.shared.array((KT, TILE), float32)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     g = cuda.blockIdx.z
@@ -85,25 +87,26 @@ def backward_data(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
     ph_ = (p // w_in) % h_in
     pw_ = p % w_in
     acc = float32(0)
-    for r0 in range(0, red, TILE):
-        ra = r0 + tx
-        if c < c_pg and ra < red:
-            sa[ty, tx] = w[g * o_pg + ra // (kh * kw), c, (ra // kw) % kh, ra % kw]
-        else:
-            sa[ty, tx] = float32(0)
-        rb = r0 + ty
-        val = float32(0)
-        if rb < red and p < ncols:
-            th = ph_ + ph - ((rb // kw) % kh) * dh
-            tw = pw_ + pw - (rb % kw) * dw
-            if th >= 0 and tw >= 0 and th % sh == 0 and tw % sw == 0:
-                ho = th // sh
-                wo = tw // sw
-                if ho < ho_n and wo < wo_n:
-                    val = gy[pn, g * o_pg + rb // (kh * kw), ho, wo]
-        sb[ty, tx] = val
+    for r0 in range(0, red, KT):
+        for h in range(0, KT, TILE):
+            ra = r0 + h + tx
+            if c < c_pg and ra < red:
+                sa[ty, h + tx] = w[g * o_pg + ra // (kh * kw), c, (ra // kw) % kh, ra % kw]
+            else:
+                sa[ty, h + tx] = float32(0)
+            rb = r0 + h + ty
+            val = float32(0)
+            if rb < red and p < ncols:
+                th = ph_ + ph - ((rb // kw) % kh) * dh
+                tw = pw_ + pw - (rb % kw) * dw
+                if th >= 0 and tw >= 0 and th % sh == 0 and tw % sw == 0:
+                    ho = th // sh
+                    wo = tw // sw
+                    if ho < ho_n and wo < wo_n:
+                        val = gy[pn, g * o_pg + rb // (kh * kw), ho, wo]
+            sb[h + ty, tx] = val
         cuda.syncthreads()
-        for kk in range(TILE):
+        for kk in range(KT):
             acc += sa[ty, kk] * sb[kk, tx]
         cuda.syncthreads()
     if c < c_pg and p < ncols:
@@ -112,8 +115,8 @@ def backward_data(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
 
 @kernel(f"void({_SIG4}, {_SIG4}, {_SIG4}, int32, int32, int32, int32, int32, int32, int32)")
 def backward_weight(gy, x, gw, sh, sw, ph, pw, dh, dw, groups):
-    sa = cuda.shared.array((TILE, TILE), float32)
-    sb = cuda.shared.array((TILE, TILE), float32)
+    sa = cuda.shared.array((TILE, KT), float32)
+    sb = cuda.shared.array((KT, TILE), float32)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     g = cuda.blockIdx.z
@@ -129,22 +132,23 @@ def backward_weight(gy, x, gw, sh, sw, ph, pw, dh, dw, groups):
     ri = (r // kw) % kh
     rj = r % kw
     acc = float32(0)
-    for q0 in range(0, red, TILE):
-        qa = q0 + tx
-        if o < o_pg and qa < red:
-            sa[ty, tx] = gy[qa // (ho_n * wo_n), g * o_pg + o, (qa // wo_n) % ho_n, qa % wo_n]
-        else:
-            sa[ty, tx] = float32(0)
-        qb = q0 + ty
-        val = float32(0)
-        if qb < red and r < ncols:
-            hi = ((qb // wo_n) % ho_n) * sh - ph + ri * dh
-            wi = (qb % wo_n) * sw - pw + rj * dw
-            if 0 <= hi < h_in and 0 <= wi < w_in:
-                val = x[qb // (ho_n * wo_n), g * c_pg + rc, hi, wi]
-        sb[ty, tx] = val
+    for q0 in range(0, red, KT):
+        for h in range(0, KT, TILE):
+            qa = q0 + h + tx
+            if o < o_pg and qa < red:
+                sa[ty, h + tx] = gy[qa // (ho_n * wo_n), g * o_pg + o, (qa // wo_n) % ho_n, qa % wo_n]
+            else:
+                sa[ty, h + tx] = float32(0)
+            qb = q0 + h + ty
+            val = float32(0)
+            if qb < red and r < ncols:
+                hi = ((qb // wo_n) % ho_n) * sh - ph + ri * dh
+                wi = (qb % wo_n) * sw - pw + rj * dw
+                if 0 <= hi < h_in and 0 <= wi < w_in:
+                    val = x[qb // (ho_n * wo_n), g * c_pg + rc, hi, wi]
+            sb[h + ty, tx] = val
         cuda.syncthreads()
-        for kk in range(TILE):
+        for kk in range(KT):
             acc += sa[ty, kk] * sb[kk, tx]
         cuda.syncthreads()
     if o < o_pg and r < ncols:
