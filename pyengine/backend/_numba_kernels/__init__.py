@@ -16,7 +16,6 @@ import sys
 
 import numpy as np
 from numba import cuda
-
 from numba.cuda import config as _config
 
 SIMULATOR = bool(_config.ENABLE_CUDASIM)
