@@ -3,18 +3,20 @@
 # GPU machine with $OUT set (the folder that comes back):
 #   1. the card (nvidia-smi)          2. build + install for sm_90, fail fast on a compiler error
 #   3. gpu (and cudasim) tests        4. compute-sanitizer memcheck + racecheck on bench/gpu_smoke.py
-#   5. benchmarks -> $OUT/bench.json  6. the Markdown table, last on stdout and in $OUT/summary.md
+#   5. kernel benchmarks (native, nn, numba rows) -> $OUT/bench.json
+#   6. the pyengine bench suite (GPU against CPU, whole training steps) -> $OUT/suite.json
+#   7. the Markdown table, last on stdout and in $OUT/summary.md
 # Every stage runs under `timeout`, sized from what is left of the budget (DEVICE_CHECK_BUDGET
-# seconds, default 270: on an H100 the build takes ~40 s, the core gpu tests ~12 s, both
+# seconds, default 450: on an H100 the build takes ~40 s, the core gpu tests ~12 s, both
 # sanitizers ~12 s, the quick benchmarks ~16 s); a failing test run is recorded and the
 # benchmarks still run. Call the device tool with timeout_s a little above the budget. $OUT holds at most 8 files:
-# device_check.log build.log pytest.log gpu-tests.xml memcheck.log racecheck.log bench.json summary.md
+# device_check.log build.log pytest.log gpu-tests.xml sanitizer.log bench.json suite.json summary.md
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 LOG="$OUT/device_check.log"
-BUDGET=${DEVICE_CHECK_BUDGET:-270}
+BUDGET=${DEVICE_CHECK_BUDGET:-450}
 START=$(date +%s)
 declare -a RESULTS=()
 
@@ -66,20 +68,28 @@ say "4. compute-sanitizer"
 for tool in memcheck racecheck; do
   t0=$(date +%s)
   timeout "$(stage_timeout 30 30)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
-    python3 bench/gpu_smoke.py >"$OUT/$tool.log" 2>&1
+    python3 bench/gpu_smoke.py >"$OUT/sanitizer.$tool.tmp" 2>&1
   rc=$?
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAIL|gpu_smoke:" "$OUT/$tool.log" | head -20 | tee -a "$LOG"
-  record "$tool" "$( ((rc == 0)) && echo clean || echo "rc=$rc (see $tool.log)")" "$t0"
+  { echo "===== $tool"; cat "$OUT/sanitizer.$tool.tmp"; } >>"$OUT/sanitizer.log"; rm -f "$OUT/sanitizer.$tool.tmp"
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAIL|gpu_smoke:|=====" "$OUT/sanitizer.log" | tail -4 | tee -a "$LOG"
+  record "$tool" "$( ((rc == 0)) && echo clean || echo "rc=$rc (see sanitizer.log)")" "$t0"
 done
 
 say "5. benchmarks"
 t0=$(date +%s)
-timeout "$(stage_timeout 90 3)" python3 bench/gpu_bench.py --quick --out "$OUT/bench.json" \
+timeout "$(stage_timeout 90 60)" python3 bench/gpu_bench.py --quick --out "$OUT/bench.json" \
   --summary "$OUT/summary.md" >>"$LOG" 2>&1
 rc=$?
 record benchmarks "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
 
-say "6. summary"
+say "6. pyengine bench suite (GPU and CPU side by side)"
+t0=$(date +%s)
+timeout "$(stage_timeout 90 3)" python3 -m pyengine.cli bench --quick --device all --out /tmp/suite >>"$LOG" 2>&1
+rc=$?
+cp /tmp/suite/bench.json "$OUT/suite.json" 2>/dev/null
+record "bench suite" "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
+
+say "7. summary"
 STAGES=$(printf '| stage | result | time |\n|---|---|---:|\n'; printf '%s\n' "${RESULTS[@]}")
 [ -f "$OUT/summary.md" ] || echo "(no benchmark table: see device_check.log)" >"$OUT/summary.md"
 printf '\n%s\n' "$STAGES" >>"$OUT/summary.md"

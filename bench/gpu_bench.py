@@ -2,7 +2,7 @@
 
     python3 bench/gpu_bench.py --quick --out bench.json [--summary summary.md]
 
-Rows (one dict each, as bench/gpu_bench_nn.py's, whose rows are included):
+Rows (one dict each, as bench/gpu_bench_nn.py's and bench/gpu_bench_numba.py's, whose rows are included):
   SGEMM ours vs cuBLAS (PyTorch, TF32 off; and CuPy's @) at 1024^3 and 4096^3, and TF32 ours vs
   cuBLAS TF32; conv2d forward and backward ours vs cuDNN fp32 (PyTorch, TF32 off) on a
   ResNet 3x3 layer (batch 64, 64 -> 64 channels, 56 x 56); activations and pooling in GB/s
@@ -154,6 +154,11 @@ def markdown(rows):
     return "\n".join(lines)
 
 
+def _numba_rows(quick):
+    import gpu_bench_numba  # numba is optional: a missing one becomes an error row, not a crash
+    return gpu_bench_numba.run(quick)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (the device check's budget)")
@@ -173,7 +178,7 @@ def main():
     rows = [dict(name="d2d_copy", shape=f"{n}", ms=copy_ms, gflops=None, gbps=copy_gbps, ratio=1.0,
                  reference="ceiling for memory-bound rows")]
     errors = []
-    for stage in (_sgemm, _conv, lambda q: _memory_bound(q, copy_gbps), gpu_bench_nn.run):
+    for stage in (_sgemm, _conv, lambda q: _memory_bound(q, copy_gbps), gpu_bench_nn.run, _numba_rows):
         try:
             rows += stage(args.quick)
         except Exception as exc:  # one family failing must not lose the others' numbers
