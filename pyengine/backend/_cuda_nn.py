@@ -13,10 +13,13 @@ import math
 
 import numpy as np
 
-try:
-    import cupy as cp
-except ImportError:  # the module must import anywhere; cuda_backend.available() says why not
-    cp = None
+from . import _cuda_common, _glue
+from ._cuda_common import _ptr, _stream, cp
+from ._glue import unbroadcast as _unbroadcast
+
+# The nn half words a wrong operand as "softmax: the native CUDA kernels take float32 only, ...".
+_NOT_CUPY = "{op}: {arg} must be a CuPy array on the GPU, got {kind}"
+_NOT_F32 = "{op}: the native CUDA kernels take float32 only, got {arg} of dtype {dtype}"
 
 
 def _kernels():
@@ -24,21 +27,9 @@ def _kernels():
     return _C
 
 
-def _stream():
-    return cp.cuda.get_current_stream().ptr
-
-
-def _ptr(a):
-    return 0 if a is None else a.data.ptr
-
-
 def _f32(a, op, name):
     """``a`` as a contiguous float32 CuPy array, or a TypeError naming the op and dtype."""
-    if not isinstance(a, cp.ndarray):
-        raise TypeError(f"{op}: {name} must be a CuPy array on the GPU, got {type(a).__name__}")
-    if a.dtype != cp.float32:
-        raise TypeError(f"{op}: the native CUDA kernels take float32 only, got {name} of dtype {a.dtype}")
-    return cp.ascontiguousarray(a)
+    return _cuda_common._f32(a, op, name, _NOT_CUPY, _NOT_F32)
 
 
 def _vector(a, n, op, name):
@@ -96,25 +87,14 @@ def softmax_backward(gy, y, dim, log=False):
 
 
 def _check_targets(logits, target, ignore_index, op):
-    if logits.ndim != 2:
-        raise ValueError(f"{op}: expected logits of shape (N, C), got {logits.shape}")
-    if target.shape != logits.shape[:1]:
-        raise ValueError(f"{op}: target {target.shape} does not match logits {logits.shape} "
-                         f"(expected ({logits.shape[0]},))")
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}")
+    _glue.check_target_shape(logits, target, op)
     target = cp.ascontiguousarray(target, dtype=cp.int64)
-    # One reduction and a host sync per call buys PyTorch's error instead of a NaN loss.
-    bad = (target != ignore_index) & ((target < 0) | (target >= logits.shape[1]))
-    if bool(bad.any()):
-        raise IndexError(f"{op}: target {int(target[bad][0])} is out of bounds for "
-                         f"{logits.shape[1]} classes")
+    _glue.check_target_bounds(logits, target, ignore_index, op)
     return target
 
 
 def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0):
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    _glue.check_label_smoothing(label_smoothing)
     target = _check_targets(logits, target, ignore_index, "cross_entropy")
     logits = _f32(logits, "cross_entropy", "logits")
     n, c = logits.shape
@@ -188,11 +168,7 @@ def layer_norm_backward(gy, x, weight, mean, rstd):
 # --------------------------------------------------------------------------------------
 
 def _check_sdpa(q, k, v, attn_mask, is_causal):
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"sdpa: q, k, v need ndim >= 2, got {q.shape}, {k.shape}, {v.shape}")
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"sdpa: expected q (..., L, E), k (..., S, E), v (..., S, Ev), "
-                         f"got {q.shape}, {k.shape}, {v.shape}")
+    _glue.check_qkv(q, k, v)
     if is_causal and attn_mask is not None:
         raise ValueError("sdpa: pass either attn_mask or is_causal=True, not both")
     try:
@@ -233,16 +209,6 @@ def _mask_args(attn_mask, lead, l, s):
             return kind, heads, sb, sh, st[-2], st[-1], mask
         mask = cp.ascontiguousarray(mask)
     raise AssertionError("a contiguous mask always folds")
-
-
-def _unbroadcast(g, shape):
-    """Sum ``g`` over the batch dims that were broadcast to reach its shape."""
-    if g.shape == tuple(shape):
-        return g
-    extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(
-        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
-    return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 def _attention_args(q, k, v, attn_mask, is_causal, scale, lead):
@@ -345,10 +311,7 @@ def _sdpa_unfused_backward(gout, q, k, v, saved, scale):
 
 def _state(a, like, op, name):
     """An in-place operand: float32, contiguous (it cannot be copied), the parameter's shape."""
-    if not isinstance(a, cp.ndarray):
-        raise TypeError(f"{op}: {name} must be a CuPy array on the GPU, got {type(a).__name__}")
-    if a.dtype != cp.float32:
-        raise TypeError(f"{op}: the native CUDA kernels take float32 only, got {name} of dtype {a.dtype}")
+    _cuda_common._f32_view(a, op, name, _NOT_CUPY, _NOT_F32)
     if a.shape != like.shape:
         raise ValueError(f"{op}: {name} {a.shape} does not match param {like.shape}")
     if not a.flags.c_contiguous:

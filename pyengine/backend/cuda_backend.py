@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _glue
+from ._cuda_common import _f32, _f32_view, _ptr, _stream, cp
 from ._cuda_nn import (  # the nn families, wrapped by the CUDA-nn half of the kernels
     adam_step,
     cross_entropy,
@@ -31,12 +33,11 @@ from ._cuda_nn import (  # the nn families, wrapped by the CUDA-nn half of the k
     softmax,
     softmax_backward,
 )
+from ._glue import batch_norm, batch_norm_backward
+from ._glue import channel_view as _channel_view  # noqa: F401  (still importable from here)
+from ._glue import float_dtype as _float_dtype
+from ._glue import np_dtype as _np_dtype
 from .numpy_backend import _LINEAR_ACTIVATIONS, _check_conv, _check_pool
-
-try:
-    import cupy as cp
-except ImportError:  # available() reports it; the module itself must import anywhere
-    cp = None
 
 try:
     from pyengine import _C
@@ -80,25 +81,8 @@ def available():
 
 
 # --------------------------------------------------------------------------------------
-# Helpers shared by the family wrappers
+# Helpers shared by the family wrappers (_stream, _ptr, _f32, _f32_view: _cuda_common)
 # --------------------------------------------------------------------------------------
-
-def _stream():
-    return cp.cuda.get_current_stream().ptr
-
-
-def _ptr(a):
-    return 0 if a is None else a.data.ptr
-
-
-def _f32(a, op, arg):
-    """``a`` as a contiguous float32 CuPy array, or a TypeError naming op, argument and dtype."""
-    if not isinstance(a, cp.ndarray):
-        raise TypeError(f"native {op}: {arg} must be a CuPy array on the GPU, got {type(a).__name__}")
-    if a.dtype != cp.float32:
-        raise TypeError(f"native {op} supports float32, got {a.dtype} for {arg}")
-    return cp.ascontiguousarray(a)
-
 
 def _out(out, shape, op, dtype=np.float32):
     """A fresh result array, or the caller's ``out`` after checking it can be written whole."""
@@ -119,17 +103,6 @@ def _allow_tf32():
 # --------------------------------------------------------------------------------------
 # Host transfer and random numbers (glue)
 # --------------------------------------------------------------------------------------
-
-def _np_dtype(dtype):
-    return None if dtype is None else np.dtype(getattr(dtype, "np", dtype))
-
-
-def _float_dtype(dtype, op):
-    dt = np.dtype(np.float32) if dtype is None else _np_dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
-    return dt
-
 
 def asarray(a, dtype=None):
     return cp.asarray(a, dtype=_np_dtype(dtype))
@@ -152,19 +125,16 @@ def randn(shape, dtype=None):
 
 
 def randint(low, high, shape):
-    if high <= low:
-        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    _glue.check_randint(low, high)
     return cp.random.randint(low, high, size=shape, dtype=cp.int64)
 
 
+def _uniform_f32(shape):
+    return cp.random.random(shape, dtype=cp.float32)
+
+
 def dropout_mask(shape, p, dtype=None):
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got p={p}")
-    dt = _float_dtype(dtype, "dropout_mask")
-    if p == 1.0:
-        return cp.zeros(shape, dt)
-    keep = cp.random.random(shape, dtype=cp.float32) >= p
-    return keep.astype(dt) * dt.type(1.0 / (1.0 - p))
+    return _glue.dropout_mask(cp, _uniform_f32, shape, p, dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,25 +194,11 @@ def _gemm(a, b, op, out=None):
 
 
 def _check_matmul(a, b):
-    if a.ndim < 2 or b.ndim < 2:
-        raise ValueError(f"matmul: both operands need ndim >= 2 (the caller promotes 1-D), "
-                         f"got shapes {a.shape} and {b.shape}")
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
-                         f"({a.shape[-1]} != {b.shape[-2]})")
+    _glue.check_matmul(a, b)
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
-
-
-def _f32_view(a, op, arg):
-    """Like _f32 but keeps strides: the GEMM reads transposed and broadcast views in place."""
-    if not isinstance(a, cp.ndarray):
-        raise TypeError(f"native {op}: {arg} must be a CuPy array on the GPU, got {type(a).__name__}")
-    if a.dtype != cp.float32:
-        raise TypeError(f"native {op} supports float32, got {a.dtype} for {arg}")
-    return a
 
 
 def matmul(a, b, out=None):
@@ -252,17 +208,13 @@ def matmul(a, b, out=None):
 
 
 def linear(x, w, b=None, activation=None, out=None):
-    if activation not in _LINEAR_ACTIVATIONS:
-        raise ValueError(f"linear: activation must be one of {list(_LINEAR_ACTIVATIONS)}, "
-                         f"got {activation!r}")
+    _glue.check_linear_activation(activation, _LINEAR_ACTIVATIONS)
+    # _f32_view keeps strides: the GEMM reads transposed and broadcast views in place.
     x, w = _f32_view(x, "linear", "input"), _f32_view(w, "linear", "weight")
-    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
-                         f"(expected input (..., {w.shape[-1]}) and weight (out, in))")
+    _glue.check_linear_weight(x, w)
     if b is not None:
         b = _f32(b, "linear", "bias")
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")
+        _glue.check_linear_bias(b, w)
     lead, (n, k) = x.shape[:-1], w.shape
     # The fused epilogue is built for one layout: x row-major (m, k) and w row-major (n, k),
     # read as the column-major k x n matrix w.T.
@@ -416,74 +368,12 @@ def activation_backward(name, gy, x, y, param=None, out=None):
 
 
 # --------------------------------------------------------------------------------------
-# Glue: batch norm, gather gradients (CuPy arithmetic, float32 or float64)
+# Glue: gather gradients (CuPy arithmetic, float32 or float64; batch norm is _glue's)
 # --------------------------------------------------------------------------------------
-
-def _channel_view(v, ndim):
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
-    if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected input (N, C, *), got shape {x.shape}")
-    c = x.shape[1]
-    for pname, p in (("running_mean", running_mean), ("running_var", running_var),
-                     ("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != (c,):
-            raise ValueError(f"batch_norm: {pname} {p.shape} does not match {c} channels of input {x.shape}")
-    axes = (0,) + tuple(range(2, x.ndim))
-    count = x.size // c
-    if training or running_mean is None:
-        if count < 2 and training:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
-                             f"got input size {x.shape}")
-        mean = x.mean(axis=axes)
-        xc = x - _channel_view(mean, x.ndim)
-        var = (xc * xc).mean(axis=axes)
-        if training and running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if training and running_var is not None:
-            running_var *= 1 - momentum
-            running_var += momentum * var * (count / (count - 1))
-    else:
-        mean = running_mean.astype(x.dtype)
-        var = running_var.astype(x.dtype)
-        xc = x - _channel_view(mean, x.ndim)
-    rstd = 1 / cp.sqrt(var + x.dtype.type(eps))
-    y = xc * _channel_view(rstd, x.ndim)
-    if weight is not None:
-        y *= _channel_view(weight, x.ndim)
-    if bias is not None:
-        y += _channel_view(bias, x.ndim)
-    return y, mean, rstd
-
-
-def batch_norm_backward(gy, x, weight, mean, rstd, training):
-    axes = (0,) + tuple(range(2, x.ndim))
-    r = _channel_view(rstd, x.ndim)
-    xhat = (x - _channel_view(mean, x.ndim)) * r
-    gw = gb = None
-    if weight is not None:
-        gw = cp.sum(gy * xhat, axis=axes)
-        gb = cp.sum(gy, axis=axes)
-        g = gy * _channel_view(weight, x.ndim)
-    else:
-        g = gy
-    if not training:
-        return g * r, gw, gb
-    gx = r * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
-    return gx, gw, gb
-
 
 def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
     d = gy.shape[-1]
-    if gy.shape[:-1] != indices.shape:
-        raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match indices "
-                         f"{indices.shape} (expected indices.shape + (dim,))")
-    idx = indices.reshape(-1).astype(cp.int64, copy=False)
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_embeddings):
-        raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
+    idx = _glue.check_embedding(gy, indices, num_embeddings)
     gw = cp.zeros((num_embeddings, d), dtype=gy.dtype)
     cp.add.at(gw, idx, gy.reshape(-1, d))
     if padding_idx is not None:

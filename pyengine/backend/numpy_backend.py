@@ -16,6 +16,14 @@ import operator
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _glue
+from ._glue import batch_norm, batch_norm_backward
+from ._glue import channel_view as _channel_view  # noqa: F401  (still importable from here)
+from ._glue import check_targets as _check_targets
+from ._glue import float_dtype as _float_dtype
+from ._glue import np_dtype as _np_dtype
+from ._glue import unbroadcast as _unbroadcast
+
 name = "numpy"
 device = "cpu"
 xp = np
@@ -25,11 +33,6 @@ xp = np
 # --------------------------------------------------------------------------------------
 
 _rng = np.random.default_rng()
-
-
-def _np_dtype(dtype):
-    """numpy dtype of a numpy dtype, a Python type or a pyengine dtype (which carries .np)."""
-    return None if dtype is None else np.dtype(getattr(dtype, "np", dtype))
 
 
 def asarray(a, dtype=None):
@@ -45,13 +48,6 @@ def manual_seed(seed):
     _rng = np.random.default_rng(seed)
 
 
-def _float_dtype(dtype, op):
-    dt = np.dtype(np.float32) if dtype is None else _np_dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
-    return dt
-
-
 def rand(shape, dtype=None):
     return _rng.random(shape, dtype=_float_dtype(dtype, "rand"))
 
@@ -61,34 +57,17 @@ def randn(shape, dtype=None):
 
 
 def randint(low, high, shape):
-    if high <= low:
-        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    _glue.check_randint(low, high)
     return _rng.integers(low, high, size=shape, dtype=np.int64)
 
 
 def dropout_mask(shape, p, dtype=None):
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got p={p}")
-    dt = _float_dtype(dtype, "dropout_mask")
-    if p == 1.0:
-        return np.zeros(shape, dt)
-    keep = _rng.random(shape) >= p
-    return keep.astype(dt) * dt.type(1.0 / (1.0 - p))
+    return _glue.dropout_mask(np, _rng.random, shape, p, dtype)
 
 
 # --------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------
-
-def _unbroadcast(g, shape):
-    """Sum a gradient over the dimensions that broadcasting added or stretched."""
-    if g.shape == tuple(shape):
-        return g
-    extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(
-        extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
-    return g.sum(axis=axes, keepdims=True).reshape(shape)
-
 
 def _pad2d(x, top, bottom, left, right, value=0.0):
     """x (N, C, H, W) padded on its last two axes with a constant; x itself when no pad."""
@@ -113,12 +92,7 @@ def _check_same_dtype(op, **arrays):
 # --------------------------------------------------------------------------------------
 
 def matmul(a, b):
-    if a.ndim < 2 or b.ndim < 2:
-        raise ValueError(f"matmul: both operands need ndim >= 2 (the caller promotes 1-D), "
-                         f"got shapes {a.shape} and {b.shape}")
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
-                         f"({a.shape[-1]} != {b.shape[-2]})")
+    _glue.check_matmul(a, b)
     try:
         return np.matmul(a, b)
     except ValueError:
@@ -132,14 +106,9 @@ _LINEAR_ACTIVATIONS = {None: None, "relu": ("relu", None), "gelu": ("gelu", "non
 
 
 def linear(x, w, b=None, activation=None):
-    if activation not in _LINEAR_ACTIVATIONS:
-        raise ValueError(f"linear: activation must be one of {list(_LINEAR_ACTIVATIONS)}, "
-                         f"got {activation!r}")
-    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
-                         f"(expected input (..., {w.shape[-1]}) and weight (out, in))")
-    if b is not None and b.shape != (w.shape[0],):
-        raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")
+    _glue.check_linear_activation(activation, _LINEAR_ACTIVATIONS)
+    _glue.check_linear_weight(x, w)
+    _glue.check_linear_bias(b, w)
     _check_same_dtype("linear", input=x, weight=w, bias=b)
     # One 2-D GEMM against the transposed weight view: BLAS reads w.T without a copy.
     y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
@@ -615,25 +584,8 @@ def softmax_backward(gy, y, dim, log=False):
     return g
 
 
-def _check_targets(logits, target, ignore_index, op):
-    if logits.ndim != 2:
-        raise ValueError(f"{op}: expected logits of shape (N, C), got {logits.shape}")
-    if target.shape != logits.shape[:1]:
-        raise ValueError(f"{op}: target {target.shape} does not match logits {logits.shape} "
-                         f"(expected ({logits.shape[0]},))")
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}")
-    valid = target != ignore_index
-    bad = valid & ((target < 0) | (target >= logits.shape[1]))
-    if bad.any():
-        raise IndexError(f"{op}: target {int(target[bad][0])} is out of bounds for "
-                         f"{logits.shape[1]} classes")
-    return valid
-
-
 def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0):
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    _glue.check_label_smoothing(label_smoothing)
     valid = _check_targets(logits, target, ignore_index, "cross_entropy")
     lse = _logsumexp(logits, axis=1)[:, 0]
     safe = np.where(valid, target, 0)
@@ -695,67 +647,6 @@ def layer_norm_backward(gy, x, weight, mean, rstd):
     return gx, gw, gb
 
 
-def _channel_view(v, ndim):
-    """A per-channel vector (C,) shaped to broadcast against (N, C, *)."""
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
-    if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected input (N, C, *), got shape {x.shape}")
-    c = x.shape[1]
-    for pname, p in (("running_mean", running_mean), ("running_var", running_var),
-                     ("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != (c,):
-            raise ValueError(f"batch_norm: {pname} {p.shape} does not match {c} channels "
-                             f"of input {x.shape}")
-    axes = (0,) + tuple(range(2, x.ndim))
-    count = x.size // c
-    if training or running_mean is None:
-        if count < 2 and training:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when "
-                             f"training, got input size {x.shape}")
-        mean = x.mean(axis=axes)
-        xc = x - _channel_view(mean, x.ndim)
-        var = (xc * xc).mean(axis=axes)
-        if training and running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if training and running_var is not None:
-            running_var *= 1 - momentum
-            running_var += momentum * var * (count / (count - 1))
-    else:
-        # Copies: the caller saves mean for backward while the running buffers may change.
-        mean = running_mean.astype(x.dtype)
-        var = running_var.astype(x.dtype)
-        xc = x - _channel_view(mean, x.ndim)
-    rstd = 1 / np.sqrt(var + x.dtype.type(eps))
-    y = xc * _channel_view(rstd, x.ndim)
-    if weight is not None:
-        y *= _channel_view(weight, x.ndim)
-    if bias is not None:
-        y += _channel_view(bias, x.ndim)
-    return y, mean, rstd
-
-
-def batch_norm_backward(gy, x, weight, mean, rstd, training):
-    axes = (0,) + tuple(range(2, x.ndim))
-    r = _channel_view(rstd, x.ndim)
-    xhat = (x - _channel_view(mean, x.ndim)) * r
-    gw = gb = None
-    if weight is not None:
-        gw = np.sum(gy * xhat, axis=axes)
-        gb = np.sum(gy, axis=axes)
-        g = gy * _channel_view(weight, x.ndim)
-    else:
-        g = gy
-    if not training:
-        return g * r, gw, gb
-    gx = r * (g - g.mean(axis=axes, keepdims=True)
-              - xhat * (g * xhat).mean(axis=axes, keepdims=True))
-    return gx, gw, gb
-
-
 # --------------------------------------------------------------------------------------
 # Gather gradients: embedding and indexing
 # --------------------------------------------------------------------------------------
@@ -772,12 +663,7 @@ def _sum_rows_into(out, rows, g):
 
 
 def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
-    if gy.shape[:-1] != indices.shape:
-        raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match "
-                         f"indices {indices.shape} (expected indices.shape + (dim,))")
-    idx = indices.reshape(-1).astype(np.int64, copy=False)
-    if idx.size and (idx.min() < 0 or idx.max() >= num_embeddings):
-        raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
+    idx = _glue.check_embedding(gy, indices, num_embeddings)
     gw = np.zeros((num_embeddings, gy.shape[-1]), dtype=gy.dtype)
     _sum_rows_into(gw, idx, gy.reshape(idx.size, -1))
     if padding_idx is not None:
@@ -856,11 +742,7 @@ def _attention_bias(attn_mask, is_causal, l, s, dtype):
 
 
 def _check_sdpa(q, k, v, attn_mask):
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"sdpa: q, k, v need ndim >= 2, got {q.shape}, {k.shape}, {v.shape}")
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"sdpa: expected q (..., L, E), k (..., S, E), v (..., S, Ev), "
-                         f"got {q.shape}, {k.shape}, {v.shape}")
+    _glue.check_qkv(q, k, v)
     if attn_mask is not None:
         try:
             np.broadcast_shapes(attn_mask.shape, q.shape[:-1] + (k.shape[-2],))

@@ -1,0 +1,212 @@
+"""Glue shared by the backends: argument checks and the array-module-generic functions
+(batch norm, dropout masks, gradient un-broadcasting) that NumPy and CuPy run alike.
+
+Each function works on NumPy or CuPy arrays; where it needs the array module itself it
+takes it from its input (``array_module``), so this module imports without CuPy.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def array_module(a):
+    """cupy for a CuPy array, numpy otherwise (CuPy is never imported here: an array of it
+    can only exist once something else has)."""
+    cp = sys.modules.get("cupy")
+    if cp is not None and isinstance(a, cp.ndarray):
+        return cp
+    return np
+
+
+# --------------------------------------------------------------------------------------
+# dtypes and random masks
+# --------------------------------------------------------------------------------------
+
+def np_dtype(dtype):
+    """numpy dtype of a numpy dtype, a Python type or a pyengine dtype (which carries .np)."""
+    return None if dtype is None else np.dtype(getattr(dtype, "np", dtype))
+
+
+def float_dtype(dtype, op):
+    dt = np.dtype(np.float32) if dtype is None else np_dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{op}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def check_randint(low, high):
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+
+
+def dropout_mask(xp, uniform, shape, p, dtype=None):
+    """The table's dropout_mask for array module ``xp``; ``uniform(shape)`` draws [0, 1)
+    from the backend's generator (not called when p == 1: the generator does not advance)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got p={p}")
+    dt = float_dtype(dtype, "dropout_mask")
+    if p == 1.0:
+        return xp.zeros(shape, dt)
+    keep = uniform(shape) >= p
+    return keep.astype(dt) * dt.type(1.0 / (1.0 - p))
+
+
+# --------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------
+
+def check_matmul(a, b):
+    """ndim and inner sizes; the batch dimensions are the caller's (NumPy finds out in the
+    product itself)."""
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul: both operands need ndim >= 2 (the caller promotes 1-D), "
+                         f"got shapes {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
+                         f"({a.shape[-1]} != {b.shape[-2]})")
+
+
+def check_linear_activation(activation, activations):
+    if activation not in activations:
+        raise ValueError(f"linear: activation must be one of {list(activations)}, "
+                         f"got {activation!r}")
+
+
+def check_linear_weight(x, w):
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input {x.shape} does not match weight {w.shape} "
+                         f"(expected input (..., {w.shape[-1]}) and weight (out, in))")
+
+
+def check_linear_bias(b, w):
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")
+
+
+def check_target_shape(logits, target, op):
+    if logits.ndim != 2:
+        raise ValueError(f"{op}: expected logits of shape (N, C), got {logits.shape}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"{op}: target {target.shape} does not match logits {logits.shape} "
+                         f"(expected ({logits.shape[0]},))")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}")
+
+
+def check_target_bounds(logits, target, ignore_index, op):
+    """The mask of rows that count (target != ignore_index), after checking their classes.
+    On a GPU the check costs one reduction and a host sync, and buys PyTorch's error
+    instead of a NaN loss."""
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= logits.shape[1]))
+    if bool(bad.any()):
+        raise IndexError(f"{op}: target {int(target[bad][0])} is out of bounds for "
+                         f"{logits.shape[1]} classes")
+    return valid
+
+
+def check_targets(logits, target, ignore_index, op):
+    check_target_shape(logits, target, op)
+    return check_target_bounds(logits, target, ignore_index, op)
+
+
+def check_label_smoothing(label_smoothing):
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+
+
+def check_qkv(q, k, v):
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"sdpa: q, k, v need ndim >= 2, got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"sdpa: expected q (..., L, E), k (..., S, E), v (..., S, Ev), "
+                         f"got {q.shape}, {k.shape}, {v.shape}")
+
+
+def check_embedding(gy, indices, num_embeddings):
+    """The flat int64 indices, after checking them against gy and the table size."""
+    if gy.shape[:-1] != indices.shape:
+        raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match "
+                         f"indices {indices.shape} (expected indices.shape + (dim,))")
+    idx = indices.reshape(-1).astype(np.int64, copy=False)
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_embeddings):
+        raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
+    return idx
+
+
+# --------------------------------------------------------------------------------------
+# Gradients of broadcasting, batch norm
+# --------------------------------------------------------------------------------------
+
+def unbroadcast(g, shape):
+    """Sum a gradient over the dimensions that broadcasting added or stretched."""
+    if g.shape == tuple(shape):
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and g.shape[extra + i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def channel_view(v, ndim):
+    """A per-channel vector (C,) shaped to broadcast against (N, C, *)."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C, *), got shape {x.shape}")
+    c = x.shape[1]
+    for pname, p in (("running_mean", running_mean), ("running_var", running_var),
+                     ("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != (c,):
+            raise ValueError(f"batch_norm: {pname} {p.shape} does not match {c} channels "
+                             f"of input {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // c
+    if training or running_mean is None:
+        if count < 2 and training:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                             f"training, got input size {x.shape}")
+        mean = x.mean(axis=axes)
+        xc = x - channel_view(mean, x.ndim)
+        var = (xc * xc).mean(axis=axes)
+        if training and running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+        if training and running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * var * (count / (count - 1))
+    else:
+        # Copies: the caller saves mean for backward while the running buffers may change.
+        mean = running_mean.astype(x.dtype)
+        var = running_var.astype(x.dtype)
+        xc = x - channel_view(mean, x.ndim)
+    rstd = 1 / array_module(x).sqrt(var + x.dtype.type(eps))
+    y = xc * channel_view(rstd, x.ndim)
+    if weight is not None:
+        y *= channel_view(weight, x.ndim)
+    if bias is not None:
+        y += channel_view(bias, x.ndim)
+    return y, mean, rstd
+
+
+def batch_norm_backward(gy, x, weight, mean, rstd, training):
+    axes = (0,) + tuple(range(2, x.ndim))
+    r = channel_view(rstd, x.ndim)
+    xhat = (x - channel_view(mean, x.ndim)) * r
+    gw = gb = None
+    if weight is not None:
+        xp = array_module(gy)
+        gw = xp.sum(gy * xhat, axis=axes)
+        gb = xp.sum(gy, axis=axes)
+        g = gy * channel_view(weight, x.ndim)
+    else:
+        g = gy
+    if not training:
+        return g * r, gw, gb
+    gx = r * (g - g.mean(axis=axes, keepdims=True)
+              - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return gx, gw, gb
