@@ -42,8 +42,9 @@ __all__ = ["CODES", "apply", "derivative", "gelu", "gelu_grad", "gelu_tanh", "ge
 # kernels/activation.cuh holds the scalar activations the native GEMM epilogue and
 # elementwise kernels use. ``native_activation("gelu")`` declares an extern "C" wrapper around
 # it (cuda.declare_device with link=), so a user's Numba kernel computes bit-for-bit what the
-# native kernels do. Needs the source checkout (kernels/ is not installed) and a real GPU:
-# foreign device functions do not run under the simulator.
+# native kernels do. The two headers are installed as pyengine/_kernels (CMakeLists.txt); from
+# a source checkout they are read from kernels/. Running needs a real GPU: foreign device
+# functions do not run under the simulator.
 
 _ACT_ENUM = {"relu": "ACT_RELU", "leaky_relu": "ACT_LEAKY_RELU", "gelu": "ACT_GELU",
              "gelu_tanh": "ACT_GELU_TANH", "sigmoid": "ACT_SIGMOID", "tanh": "ACT_TANH",
@@ -52,11 +53,12 @@ _ACT_ENUM = {"relu": "ACT_RELU", "leaky_relu": "ACT_LEAKY_RELU", "gelu": "ACT_GE
 
 def _kernels_dir():
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "kernels"
-    if not (path / "activation.cuh").is_file():
-        raise FileNotFoundError(f"pyengine.numba.native_*: the native sources are not at {path} "
-                                f"(they ship with the source checkout, not the installed package)")
-    return path
+    here = Path(__file__).resolve().parent
+    for path in (here / "_kernels", here.parent / "kernels"):
+        if (path / "activation.cuh").is_file():
+            return path
+    raise FileNotFoundError(f"pyengine.numba.native_*: kernels/activation.cuh is neither installed in "
+                            f"{here / '_kernels'} nor in a source checkout at {here.parent / 'kernels'}")
 
 
 def native_source(name: str, grad: bool = False) -> str:

@@ -60,7 +60,11 @@ def thread_limit(threads: int | None):
         return
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    from threadpoolctl import threadpool_limits
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise RuntimeError("capping BLAS threads needs threadpoolctl: pip install threadpoolctl "
+                           "(or install pyengine's bench or demo extra)") from None
 
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
