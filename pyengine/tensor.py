@@ -337,11 +337,15 @@ class Tensor:
         return fn.apply(other, a) if reverse else fn.apply(a, other)
 
     def _operand(self, other):
-        """Python scalars stay scalars (weak type, as in PyTorch); arrays and lists become tensors."""
-        if isinstance(other, (Tensor, bool, int, float)):
-            return other
+        """Python and NumPy scalars stay scalars (weak type, as in PyTorch); arrays and lists become tensors.
+
+        NumPy scalars go first: ``np.float64`` subclasses ``float``, and kept as is it would make
+        NumPy promote a float32 array to float64 (``x / np.sqrt(d)``).
+        """
         if isinstance(other, np.generic):
             return other.item()
+        if isinstance(other, (Tensor, bool, int, float)):
+            return other
         return Tensor(other, device=self.device)
 
     def __add__(self, o): return self._binary(A.Add, o, "add")

@@ -91,6 +91,19 @@ def test_type_promotion_as_pytorch():
     assert pe.cat([f32, f64]).dtype == pe.float64
 
 
+@pytest.mark.parametrize("op", [lambda t, s: t / s, lambda t, s: s / t, lambda t, s: t * s,
+                                lambda t, s: s - t, lambda t, s: t ** s, lambda t, s: s ** t])
+def test_numpy_scalars_are_weak_like_python_scalars(op):
+    """np.float64 subclasses float; ``x / np.sqrt(d)`` must stay float32, as in torch."""
+    torch = pytest.importorskip("torch")
+    for scalar in (np.float64(1.5), np.float32(1.5), np.int64(2)):
+        for data in ([1.0, 2.0], [1, 2]):
+            want = op(torch.tensor(data), scalar)
+            got = op(pe.tensor(data), scalar)
+            assert str(got.dtype).split(".")[1] == str(want.dtype).split(".")[1], (scalar, data)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+
+
 def test_conversions():
     t = pe.tensor([1.7, -2.2, 0.0])
     assert t.double().dtype == pe.float64
