@@ -11,14 +11,38 @@ Each is the tiled GEMM of matmul.py with a different gather for its two operand 
 """
 from numba import cuda, float32
 
-from . import SIMULATOR, kernel
-
-# 16x16 blocks on a GPU; 8x8 under the simulator, whose cost grows with the threads
-# waiting at each barrier (the tests' sizes are multiples of neither).
-TILE = 8 if SIMULATOR else 16
-KT = 2 * TILE   # reduction depth staged per barrier: half the syncs of a square tile
+from . import kernel
+from .matmul import KT, TILE, tile_product
 
 _SIG4 = "float32[:, :, :, :]"
+
+
+# The helpers below are inlined in Numba's IR (inline="always"): compiled on their own, their
+# index arithmetic no longer sees that the extents are non-negative, and every floor
+# division in the staging loops gains a sign fix-up.
+@cuda.jit(device=True, inline="always")
+def _split(t, b, c):
+    """The flat index t over an (a, b, c) block as its three indices."""
+    return t // (b * c), (t // c) % b, t % c
+
+
+@cuda.jit(device=True, inline="always")
+def _geometry(x, w, y, groups):
+    """(N, H, W, O/groups, C/groups, kh, kw, Ho, Wo) of input x, weight w and output y, or
+    of their gradients."""
+    return (x.shape[0], x.shape[2], x.shape[3], w.shape[0] // groups, w.shape[1], w.shape[2],
+            w.shape[3], y.shape[2], y.shape[3])
+
+
+@cuda.jit(device=True, inline="always")
+def _col(x, n, c, ho, wo, i, j, sh, sw, ph, pw, dh, dw):
+    """col[(c, i, j), (n, ho, wo)]: the pixel of x under tap (i, j) of output pixel
+    (ho, wo), 0 in the padding."""
+    hi = ho * sh - ph + i * dh
+    wi = wo * sw - pw + j * dw
+    if 0 <= hi < x.shape[2] and 0 <= wi < x.shape[3]:
+        return x[n, c, hi, wi]
+    return float32(0)
 
 
 @kernel(f"void({_SIG4}, {_SIG4}, float32[:], int32, {_SIG4}, "
@@ -29,39 +53,25 @@ def forward(x, w, bias, has_bias, y, sh, sw, ph, pw, dh, dw, groups):
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     g = cuda.blockIdx.z
-    n_img, _, h_in, w_in = x.shape
-    o_pg = w.shape[0] // groups
-    c_pg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    ho_n, wo_n = y.shape[2], y.shape[3]
+    n_img, _, _, o_pg, c_pg, kh, kw, ho_n, wo_n = _geometry(x, w, y, groups)
     red = c_pg * kh * kw
     ncols = n_img * ho_n * wo_n
     o = cuda.blockIdx.y * TILE + ty             # output row this thread accumulates
     q = cuda.blockIdx.x * TILE + tx             # output pixel this thread accumulates
     # The pixel whose column this thread gathers for the b tile (same q as its output).
-    qn = q // (ho_n * wo_n)
-    qho = (q // wo_n) % ho_n
-    qwo = q % wo_n
+    qn, qho, qwo = _split(q, ho_n, wo_n)
     acc = float32(0)
     for r0 in range(0, red, KT):
         for h in range(0, KT, TILE):
             ra = r0 + h + tx
-            if o < o_pg and ra < red:
-                sa[ty, h + tx] = w[g * o_pg + o, ra // (kh * kw), (ra // kw) % kh, ra % kw]
-            else:
-                sa[ty, h + tx] = float32(0)
+            c, i, j = _split(ra, kh, kw)
+            sa[ty, h + tx] = w[g * o_pg + o, c, i, j] if o < o_pg and ra < red else float32(0)
             rb = r0 + h + ty
-            val = float32(0)
-            if rb < red and q < ncols:
-                c = rb // (kh * kw)
-                hi = qho * sh - ph + ((rb // kw) % kh) * dh
-                wi = qwo * sw - pw + (rb % kw) * dw
-                if 0 <= hi < h_in and 0 <= wi < w_in:
-                    val = x[qn, g * c_pg + c, hi, wi]
-            sb[h + ty, tx] = val
-        cuda.syncthreads()
-        for kk in range(KT):
-            acc += sa[ty, kk] * sb[kk, tx]
-        cuda.syncthreads()
+            c, i, j = _split(rb, kh, kw)
+            in_range = rb < red and q < ncols
+            sb[h + ty, tx] = (_col(x, qn, g * c_pg + c, qho, qwo, i, j, sh, sw, ph, pw, dh, dw)
+                              if in_range else float32(0))
+        acc = tile_product(sa, sb, tx, ty, acc)
     if o < o_pg and q < ncols:
         if has_bias:
             acc += bias[g * o_pg + o]
@@ -75,40 +85,31 @@ def backward_data(gy, w, gx, sh, sw, ph, pw, dh, dw, groups):
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     g = cuda.blockIdx.z
-    n_img, _, h_in, w_in = gx.shape
-    o_pg = w.shape[0] // groups
-    c_pg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    ho_n, wo_n = gy.shape[2], gy.shape[3]
+    n_img, h_in, w_in, o_pg, c_pg, kh, kw, ho_n, wo_n = _geometry(gx, w, gy, groups)
     red = o_pg * kh * kw
     ncols = n_img * h_in * w_in
     c = cuda.blockIdx.y * TILE + ty
     p = cuda.blockIdx.x * TILE + tx
-    pn = p // (h_in * w_in)
-    ph_ = (p // w_in) % h_in
-    pw_ = p % w_in
+    pn, ph_, pw_ = _split(p, h_in, w_in)
     acc = float32(0)
     for r0 in range(0, red, KT):
         for h in range(0, KT, TILE):
             ra = r0 + h + tx
-            if c < c_pg and ra < red:
-                sa[ty, h + tx] = w[g * o_pg + ra // (kh * kw), c, (ra // kw) % kh, ra % kw]
-            else:
-                sa[ty, h + tx] = float32(0)
+            o, i, j = _split(ra, kh, kw)
+            sa[ty, h + tx] = w[g * o_pg + o, c, i, j] if c < c_pg and ra < red else float32(0)
             rb = r0 + h + ty
             val = float32(0)
             if rb < red and p < ncols:
-                th = ph_ + ph - ((rb // kw) % kh) * dh
-                tw = pw_ + pw - (rb % kw) * dw
+                o, i, j = _split(rb, kh, kw)
+                th = ph_ + ph - i * dh
+                tw = pw_ + pw - j * dw
                 if th >= 0 and tw >= 0 and th % sh == 0 and tw % sw == 0:
                     ho = th // sh
                     wo = tw // sw
                     if ho < ho_n and wo < wo_n:
-                        val = gy[pn, g * o_pg + rb // (kh * kw), ho, wo]
+                        val = gy[pn, g * o_pg + o, ho, wo]
             sb[h + ty, tx] = val
-        cuda.syncthreads()
-        for kk in range(KT):
-            acc += sa[ty, kk] * sb[kk, tx]
-        cuda.syncthreads()
+        acc = tile_product(sa, sb, tx, ty, acc)
     if c < c_pg and p < ncols:
         gx[pn, g * c_pg + c, ph_, pw_] = acc
 
@@ -120,36 +121,23 @@ def backward_weight(gy, x, gw, sh, sw, ph, pw, dh, dw, groups):
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     g = cuda.blockIdx.z
-    n_img, _, h_in, w_in = x.shape
-    o_pg = gw.shape[0] // groups
-    c_pg, kh, kw = gw.shape[1], gw.shape[2], gw.shape[3]
-    ho_n, wo_n = gy.shape[2], gy.shape[3]
+    n_img, _, _, o_pg, c_pg, kh, kw, ho_n, wo_n = _geometry(x, gw, gy, groups)
     red = n_img * ho_n * wo_n
     ncols = c_pg * kh * kw
     o = cuda.blockIdx.y * TILE + ty
     r = cuda.blockIdx.x * TILE + tx
-    rc = r // (kh * kw)
-    ri = (r // kw) % kh
-    rj = r % kw
+    rc, ri, rj = _split(r, kh, kw)
     acc = float32(0)
     for q0 in range(0, red, KT):
         for h in range(0, KT, TILE):
             qa = q0 + h + tx
-            if o < o_pg and qa < red:
-                sa[ty, h + tx] = gy[qa // (ho_n * wo_n), g * o_pg + o, (qa // wo_n) % ho_n, qa % wo_n]
-            else:
-                sa[ty, h + tx] = float32(0)
+            n, ho, wo = _split(qa, ho_n, wo_n)
+            sa[ty, h + tx] = gy[n, g * o_pg + o, ho, wo] if o < o_pg and qa < red else float32(0)
             qb = q0 + h + ty
-            val = float32(0)
-            if qb < red and r < ncols:
-                hi = ((qb // wo_n) % ho_n) * sh - ph + ri * dh
-                wi = (qb % wo_n) * sw - pw + rj * dw
-                if 0 <= hi < h_in and 0 <= wi < w_in:
-                    val = x[qb // (ho_n * wo_n), g * c_pg + rc, hi, wi]
-            sb[h + ty, tx] = val
-        cuda.syncthreads()
-        for kk in range(KT):
-            acc += sa[ty, kk] * sb[kk, tx]
-        cuda.syncthreads()
+            n, ho, wo = _split(qb, ho_n, wo_n)
+            in_range = qb < red and r < ncols
+            sb[h + ty, tx] = (_col(x, n, g * c_pg + rc, ho, wo, ri, rj, sh, sw, ph, pw, dh, dw)
+                              if in_range else float32(0))
+        acc = tile_product(sa, sb, tx, ty, acc)
     if o < o_pg and r < ncols:
         gw[g * o_pg + o, rc, ri, rj] = acc

@@ -18,6 +18,17 @@ TILE = 8 if SIMULATOR else 16
 KT = 2 * TILE   # reduction depth staged per barrier: half the syncs of a square tile
 
 
+@cuda.jit(device=True)
+def tile_product(sa, sb, tx, ty, acc):
+    """acc plus row ty of the staged a slab times column tx of the b slab, between the
+    barriers that wait for the slabs to fill and keep them until every thread has read."""
+    cuda.syncthreads()
+    for kk in range(KT):
+        acc += sa[ty, kk] * sb[kk, tx]
+    cuda.syncthreads()
+    return acc
+
+
 @kernel("void(float32[:, :, :], float32[:, :, :], float32[:, :, :], float32[:], int32, int32, float32)")
 def gemm(a, b, c, bias, has_bias, act, param):
     sa = cuda.shared.array((TILE, KT), float32)
@@ -40,10 +51,7 @@ def gemm(a, b, c, bias, has_bias, act, param):
             # Out-of-range lanes stage zeros so the inner loop needs no bounds test.
             sa[ty, h + tx] = a[za, row, ka] if row < m and ka < kdim else float32(0)
             sb[h + ty, tx] = b[zb, kb, col] if kb < kdim and col < n else float32(0)
-        cuda.syncthreads()
-        for kk in range(KT):
-            acc += sa[ty, kk] * sb[kk, tx]
-        cuda.syncthreads()
+        acc = tile_product(sa, sb, tx, ty, acc)
     if row < m and col < n:
         if has_bias:
             acc += bias[col]
