@@ -10,17 +10,23 @@ from numba import cuda, float32
 from . import kernel
 
 
+@cuda.jit(device=True)
+def _nchw(t, y):
+    """(n, c, ho, wo) of the flat index t over y's elements."""
+    chans, ho_n, wo_n = y.shape[1], y.shape[2], y.shape[3]
+    wo = t % wo_n
+    ho = (t // wo_n) % ho_n
+    c = (t // (wo_n * ho_n)) % chans
+    return t // (wo_n * ho_n * chans), c, ho, wo
+
+
 @kernel("void(float32[:, :, :, :], float32[:, :, :, :], int64[:, :, :, :], "
         "int32, int32, int32, int32, int32, int32, int32, int32)")
 def max_forward(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
-    n_img, chans, h_in, w_in = x.shape
-    ho_n, wo_n = y.shape[2], y.shape[3]
+    h_in, w_in = x.shape[2], x.shape[3]
     t = cuda.grid(1)
     while t < y.size:
-        wo = t % wo_n
-        ho = (t // wo_n) % ho_n
-        c = (t // (wo_n * ho_n)) % chans
-        n = t // (wo_n * ho_n * chans)
+        n, c, ho, wo = _nchw(t, y)
         best = float32(-math.inf)
         arg = -1
         for i in range(kh):
@@ -41,14 +47,10 @@ def max_forward(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
 
 @kernel("void(float32[:, :, :, :], int64[:, :, :, :], float32[:, :, :, :])")
 def max_backward(gy, idx, gx):
-    chans, ho_n, wo_n = gy.shape[1], gy.shape[2], gy.shape[3]
     w_in = gx.shape[3]
     t = cuda.grid(1)
     while t < gy.size:
-        wo = t % wo_n
-        ho = (t // wo_n) % ho_n
-        c = (t // (wo_n * ho_n)) % chans
-        n = t // (wo_n * ho_n * chans)
+        n, c, ho, wo = _nchw(t, gy)
         a = idx[n, c, ho, wo]
         cuda.atomic.add(gx, (n, c, a // w_in, a % w_in), gy[n, c, ho, wo])
         t += cuda.gridsize(1)
@@ -66,44 +68,41 @@ def _avg_window(o, s, p, k, size, count_include_pad):
     return first, last, span if count_include_pad else last - first
 
 
+@cuda.jit(device=True)
+def _avg_window2d(x, ho, wo, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+    """(h0, h1, w0, w1, divisor) of output pixel (ho, wo)'s window over x's plane."""
+    h0, h1, hdiv = _avg_window(ho, sh, ph, kh, x.shape[2], count_include_pad)
+    w0, w1, wdiv = _avg_window(wo, sw, pw, kw, x.shape[3], count_include_pad)
+    div = divisor_override if divisor_override > 0 else float32(hdiv * wdiv)
+    # A window wholly in ceil_mode's overhang sums nothing: 0, not 0/0.
+    return h0, h1, w0, w1, div if div > 0 else float32(1)
+
+
 @kernel("void(float32[:, :, :, :], float32[:, :, :, :], int32, int32, int32, int32, int32, int32, "
         "int32, float32)")
 def avg_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
-    chans, h_in, w_in = x.shape[1], x.shape[2], x.shape[3]
-    ho_n, wo_n = y.shape[2], y.shape[3]
     t = cuda.grid(1)
     while t < y.size:
-        wo = t % wo_n
-        ho = (t // wo_n) % ho_n
-        c = (t // (wo_n * ho_n)) % chans
-        n = t // (wo_n * ho_n * chans)
-        h0, h1, hdiv = _avg_window(ho, sh, ph, kh, h_in, count_include_pad)
-        w0, w1, wdiv = _avg_window(wo, sw, pw, kw, w_in, count_include_pad)
+        n, c, ho, wo = _nchw(t, y)
+        h0, h1, w0, w1, div = _avg_window2d(x, ho, wo, kh, kw, sh, sw, ph, pw,
+                                            count_include_pad, divisor_override)
         total = float32(0)
         for hi in range(h0, h1):
             for wi in range(w0, w1):
                 total += x[n, c, hi, wi]
-        div = divisor_override if divisor_override > 0 else float32(hdiv * wdiv)
-        # A window wholly in ceil_mode's overhang sums nothing: 0, not 0/0.
-        y[n, c, ho, wo] = total / (div if div > 0 else float32(1))
+        y[n, c, ho, wo] = total / div
         t += cuda.gridsize(1)
 
 
 @kernel("void(float32[:, :, :, :], float32[:, :, :, :], int32, int32, int32, int32, int32, int32, "
         "int32, float32)")
 def avg_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
-    chans, h_in, w_in = gx.shape[1], gx.shape[2], gx.shape[3]
-    ho_n, wo_n = gy.shape[2], gy.shape[3]
     t = cuda.grid(1)
     while t < gy.size:
-        wo = t % wo_n
-        ho = (t // wo_n) % ho_n
-        c = (t // (wo_n * ho_n)) % chans
-        n = t // (wo_n * ho_n * chans)
-        h0, h1, hdiv = _avg_window(ho, sh, ph, kh, h_in, count_include_pad)
-        w0, w1, wdiv = _avg_window(wo, sw, pw, kw, w_in, count_include_pad)
-        div = divisor_override if divisor_override > 0 else float32(hdiv * wdiv)
-        g = gy[n, c, ho, wo] / (div if div > 0 else float32(1))
+        n, c, ho, wo = _nchw(t, gy)
+        h0, h1, w0, w1, div = _avg_window2d(gx, ho, wo, kh, kw, sh, sw, ph, pw,
+                                            count_include_pad, divisor_override)
+        g = gy[n, c, ho, wo] / div
         for hi in range(h0, h1):
             for wi in range(w0, w1):
                 cuda.atomic.add(gx, (n, c, hi, wi), g)
