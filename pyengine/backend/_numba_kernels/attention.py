@@ -26,14 +26,23 @@ _SIG3 = "float32[:, :, :]"
 
 
 @cuda.jit(device=True)
-def _score(q_row, k, z, j, e, scale, bias, zb, i, has_bias):
+def _score(q_row, k_row, e, scale, bias, zb, i, j, has_bias):
+    """The scaled, biased score of query i (q_row) against key j (k_row)."""
     s = float32(0)
     for c in range(e):
-        s += q_row[c] * k[z, j, c]
+        s += q_row[c] * k_row[c]
     s *= scale
     if has_bias:
         s += bias[zb, i, j]
     return s
+
+
+@cuda.jit(device=True)
+def _backward_thread(bias):
+    """(z, zb, t) of a backward thread: its batch*head, the bias's (1 when broadcast) and
+    its row, a query in backward_query, a key in backward_key."""
+    z = cuda.blockIdx.y
+    return z, z if bias.shape[0] > 1 else 0, cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
 
 
 @kernel(f"void({_SIG3}, {_SIG3}, {_SIG3}, {_SIG3}, int32, int32, float32, {_SIG3}, float32[:, :])")
@@ -99,9 +108,7 @@ def backward_query(q, k, v, bias, has_bias, causal, scale, out, gout, lse, delta
     q_row = cuda.local.array(MAX_D, float32)
     g_row = cuda.local.array(MAX_D, float32)
     dq = cuda.local.array(MAX_D, float32)
-    z = cuda.blockIdx.y
-    zb = z if bias.shape[0] > 1 else 0
-    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    z, zb, i = _backward_thread(bias)
     length, e = q.shape[1], q.shape[2]
     s_len, ev = k.shape[1], v.shape[2]
     if i >= length:
@@ -118,7 +125,7 @@ def backward_query(q, k, v, bias, has_bias, causal, scale, out, gout, lse, delta
     for j in range(s_len):
         if causal and j > i:
             break
-        s = _score(q_row, k, z, j, e, scale, bias, zb, i, has_bias)
+        s = _score(q_row, k[z, j], e, scale, bias, zb, i, j, has_bias)
         if s == float32(-math.inf):
             continue
         p = math.exp(s - row_lse)
@@ -139,9 +146,7 @@ def backward_key(q, k, v, bias, has_bias, causal, scale, gout, lse, delta, gk, g
     v_row = cuda.local.array(MAX_D, float32)
     dk = cuda.local.array(MAX_D, float32)
     dv = cuda.local.array(MAX_D, float32)
-    z = cuda.blockIdx.y
-    zb = z if bias.shape[0] > 1 else 0
-    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    z, zb, j = _backward_thread(bias)
     length, e = q.shape[1], q.shape[2]
     s_len, ev = k.shape[1], v.shape[2]
     if j >= s_len:
@@ -154,12 +159,7 @@ def backward_key(q, k, v, bias, has_bias, causal, scale, gout, lse, delta, gk, g
         dv[c] = float32(0)
     # Under the causal mask only queries i >= j see key j.
     for i in range(j if causal else 0, length):
-        s = float32(0)
-        for c in range(e):
-            s += q[z, i, c] * k_row[c]
-        s *= scale
-        if has_bias:
-            s += bias[zb, i, j]
+        s = _score(q[z, i], k_row, e, scale, bias, zb, i, j, has_bias)
         if s == float32(-math.inf):
             continue
         p = math.exp(s - lse[z, i])
