@@ -7,14 +7,14 @@ ROW_THREADS = 32
 
 
 @cuda.jit(device=True)
-def block_sum(sh, v):
+def _block_reduce(sh, v, take_max):
     t = cuda.threadIdx.x
     sh[t] = v
     cuda.syncthreads()
     s = ROW_THREADS // 2
     while s > 0:
         if t < s:
-            sh[t] += sh[t + s]
+            sh[t] = max(sh[t], sh[t + s]) if take_max else sh[t] + sh[t + s]
         cuda.syncthreads()
         s //= 2
     r = sh[0]
@@ -24,17 +24,10 @@ def block_sum(sh, v):
 
 
 @cuda.jit(device=True)
-def block_max(sh, v):
-    t = cuda.threadIdx.x
-    sh[t] = v
-    cuda.syncthreads()
-    s = ROW_THREADS // 2
-    while s > 0:
-        if t < s:
-            sh[t] = max(sh[t], sh[t + s])
-        cuda.syncthreads()
-        s //= 2
-    r = sh[0]
-    cuda.syncthreads()
-    return r
+def block_sum(sh, v):
+    return _block_reduce(sh, v, False)
 
+
+@cuda.jit(device=True)
+def block_max(sh, v):
+    return _block_reduce(sh, v, True)
