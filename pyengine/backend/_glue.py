@@ -80,6 +80,22 @@ def check_linear_weight(x, w):
                          f"(expected input (..., {w.shape[-1]}) and weight (out, in))")
 
 
+def activation_code(name, param, codes):
+    """(kernel code, float parameter) of an activation name and its table param, ``codes``
+    mapping names to a GPU backend's kernel codes (kernels_core.h ``enum Act``)."""
+    if name == "gelu":
+        mode = "none" if param is None else param
+        if mode not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {param!r}")
+        return codes["gelu_tanh" if mode == "tanh" else "gelu"], 0.0
+    if name not in codes or name == "gelu_tanh":
+        raise ValueError(f"unknown activation {name!r}; expected one of relu, leaky_relu, gelu, "
+                         f"sigmoid, tanh, selu")
+    if name == "leaky_relu":
+        return codes[name], 0.01 if param is None else float(param)
+    return codes[name], 0.0
+
+
 def check_linear_bias(b, w):
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"linear: bias {b.shape} does not match weight {w.shape}")

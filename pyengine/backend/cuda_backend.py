@@ -37,7 +37,7 @@ from ._glue import batch_norm, batch_norm_backward
 from ._glue import channel_view as _channel_view  # noqa: F401  (still importable from here)
 from ._glue import float_dtype as _float_dtype
 from ._glue import np_dtype as _np_dtype
-from .numpy_backend import _LINEAR_ACTIVATIONS, _check_conv, _check_pool
+from .numpy_backend import _LINEAR_ACTIVATIONS, _check_avg_pool_grad, _check_conv, _check_pool
 
 try:
     from pyengine import _C
@@ -306,11 +306,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
                         count_include_pad=True, divisor_override=None, out=None):
     gy = _f32(gy, "avg_pool2d_backward", "grad_output")
     x_shape = tuple(x_shape)
-    probe = np.empty((1, 1) + x_shape[2:], dtype=np.float32)
-    ho, wo = _check_pool("avg_pool2d_backward", probe, kernel_size, stride, padding, (1, 1), ceil_mode)
-    if gy.shape != x_shape[:2] + (ho, wo):
-        raise ValueError(f"avg_pool2d_backward: grad_output {gy.shape} does not match the pooled shape "
-                         f"{x_shape[:2] + (ho, wo)} of input {x_shape}")
+    _check_avg_pool_grad(gy, x_shape, kernel_size, stride, padding, ceil_mode)
     gx = _out(out, x_shape, "avg_pool2d_backward")
     _C.avg_pool2d_backward(x_shape, gy.shape, tuple(kernel_size), tuple(stride), tuple(padding),
                            bool(count_include_pad), int(divisor_override or 0), gy.data.ptr, gx.data.ptr,
@@ -322,23 +318,8 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
 # Activations
 # --------------------------------------------------------------------------------------
 
-def _act_code(name, param):
-    """(kernel code, float parameter) for an activation name and its table param."""
-    if name == "gelu":
-        mode = "none" if param is None else param
-        if mode not in ("none", "tanh"):
-            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {param!r}")
-        return _ACT_CODES["gelu_tanh" if mode == "tanh" else "gelu"], 0.0
-    if name not in _ACT_CODES or name == "gelu_tanh":
-        raise ValueError(f"unknown activation {name!r}; expected one of relu, leaky_relu, gelu, sigmoid, "
-                         f"tanh, selu")
-    if name == "leaky_relu":
-        return _ACT_CODES[name], 0.01 if param is None else float(param)
-    return _ACT_CODES[name], 0.0
-
-
 def activation(name, x, param=None, out=None):
-    code, p = _act_code(name, param)
+    code, p = _glue.activation_code(name, param, _ACT_CODES)
     x = _f32(x, name, "input")
     y = _out(out, x.shape, name)
     _C.activation_forward(code, p, x.data.ptr, y.data.ptr, x.size, _stream())
@@ -346,7 +327,7 @@ def activation(name, x, param=None, out=None):
 
 
 def activation_backward(name, gy, x, y, param=None, out=None):
-    code, p = _act_code(name, param)
+    code, p = _glue.activation_code(name, param, _ACT_CODES)
     op = f"{name}_backward"
     gy = _f32(gy, op, "grad_output")
     # The kernel reads one of x, y (sigmoid and tanh: y; the rest: x); pass it for both.

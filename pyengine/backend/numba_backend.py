@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from . import numpy_backend as _numpy_backend
+from ._glue import activation_code as _activation_code
 from ._numba_kernels import SIMULATOR, blocks, flat_launch, launch
 from ._numba_kernels import activation as _act
 from ._numba_kernels import attention as _attn
@@ -31,6 +32,7 @@ from ._numba_kernels import pool as _pool
 from ._numba_kernels import softmax as _sm
 from .numpy_backend import (
     _LINEAR_ACTIVATIONS,
+    _check_avg_pool_grad,
     _check_conv,
     _check_pool,
     _check_sdpa,
@@ -292,12 +294,7 @@ def avg_pool2d(x, kernel_size, stride, padding, ceil_mode=False, count_include_p
 def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
     gy = _f32(gy, "avg_pool2d_backward", "grad_output")
-    x_shape = tuple(x_shape)
-    probe = np.empty((1, 1) + x_shape[2:], np.float32)
-    ho, wo = _check_pool("avg_pool2d_backward", probe, kernel_size, stride, padding, (1, 1), ceil_mode)
-    if gy.shape != x_shape[:2] + (ho, wo):
-        raise ValueError(f"avg_pool2d_backward: grad_output {gy.shape} does not match the pooled "
-                         f"shape {x_shape[:2] + (ho, wo)} of input {x_shape}")
+    _check_avg_pool_grad(gy, x_shape, kernel_size, stride, padding, ceil_mode)
     gx = xp.zeros(x_shape, np.float32)
     if gy.size:
         launch(_pool.avg_backward, *flat_launch(gy.size), gy, gx,
@@ -309,23 +306,8 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
 # Activations
 # --------------------------------------------------------------------------------------
 
-def _act_code(name_, param):
-    """(kernel code, float parameter) of an activation name and its table param."""
-    if name_ == "gelu":
-        mode = "none" if param is None else param
-        if mode not in ("none", "tanh"):
-            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {param!r}")
-        return (_act.GELU_TANH if mode == "tanh" else _act.GELU), 0.0
-    if name_ not in _act.CODES or name_ == "gelu_tanh":
-        raise ValueError(f"unknown activation {name_!r}; expected one of relu, leaky_relu, gelu, "
-                         f"sigmoid, tanh, selu")
-    if name_ == "leaky_relu":
-        return _act.LEAKY_RELU, 0.01 if param is None else float(param)
-    return _act.CODES[name_], 0.0
-
-
 def activation(name, x, param=None):
-    code, p = _act_code(name, param)
+    code, p = _activation_code(name, param, _act.CODES)
     x = _f32(x, name, "input")
     y = _empty(x.shape, np.float32)
     if x.size:
@@ -334,7 +316,7 @@ def activation(name, x, param=None):
 
 
 def activation_backward(name, gy, x, y, param=None):
-    code, p = _act_code(name, param)
+    code, p = _activation_code(name, param, _act.CODES)
     op = f"{name}_backward"
     gy = _f32(gy, op, "grad_output")
     # relu, sigmoid and tanh read the output, the others the input; one may be None.

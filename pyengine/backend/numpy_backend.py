@@ -254,6 +254,19 @@ def _check_pool(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     return ho, wo
 
 
+def _check_avg_pool_grad(gy, x_shape, kernel_size, stride, padding, ceil_mode):
+    """(ho, wo) of avg_pool2d over an input of x_shape, after checking that gy has the
+    pooled shape."""
+    x_shape = tuple(x_shape)
+    probe = np.empty((1, 1) + x_shape[2:], dtype=np.float32)
+    ho, wo = _check_pool("avg_pool2d_backward", probe, kernel_size, stride, padding, (1, 1),
+                         ceil_mode)
+    if gy.shape != x_shape[:2] + (ho, wo):
+        raise ValueError(f"avg_pool2d_backward: grad_output {gy.shape} does not match the "
+                         f"pooled shape {x_shape[:2] + (ho, wo)} of input {x_shape}")
+    return ho, wo
+
+
 def _pool_padded(x, kernel_size, stride, padding, dilation, ho, wo, value):
     """x padded so that every window (including ceil_mode's partial ones) lies inside."""
     h, w = x.shape[2:]
@@ -349,12 +362,7 @@ def avg_pool2d(x, kernel_size, stride, padding, ceil_mode=False, count_include_p
 def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
     n, c, h, w = x_shape
-    probe = np.empty((1, 1, h, w), dtype=gy.dtype)
-    ho, wo = _check_pool("avg_pool2d_backward", probe, kernel_size, stride, padding, (1, 1),
-                         ceil_mode)
-    if gy.shape != (n, c, ho, wo):
-        raise ValueError(f"avg_pool2d_backward: grad_output {gy.shape} does not match the "
-                         f"pooled shape {(n, c, ho, wo)} of input {tuple(x_shape)}")
+    ho, wo = _check_avg_pool_grad(gy, x_shape, kernel_size, stride, padding, ceil_mode)
     g = gy / _avg_divisor(x_shape, kernel_size, stride, padding, ho, wo, count_include_pad,
                           divisor_override, gy.dtype)
     ph, pw = padding
