@@ -78,7 +78,7 @@ class Tensor:
             data = autograd.backend_for(device).xp.asarray(data)
         if data.dtype not in _HELD:
             data = data.astype(from_np(data.dtype).np)
-        self.data = data
+        self._data = data
         self.device = device
         self.grad = None
         self._ctx = None
@@ -92,6 +92,19 @@ class Tensor:
             self.requires_grad = True
 
     # ----------------------------------------------------------------- attributes
+    def _set_data(self, value):
+        """``t.data = other`` as in PyTorch: a Tensor gives its array (same device), so
+        ``layer.weight.data = pe.randn(...)`` works; backend arrays are taken as they are."""
+        if isinstance(value, Tensor):
+            if value.device != self.device:
+                raise RuntimeError(f"cannot set .data of a tensor on {self.device} to a tensor on {value.device}")
+            value = value._data
+        elif not hasattr(value, "dtype") or value.dtype not in _HELD:
+            raise TypeError(f".data must be a Tensor or a backend array of a pyengine dtype, got {type(value).__name__}")
+        self._data = value
+
+    data = property(operator.attrgetter("_data"), _set_data)  # the getter stays C-fast: every op reads it
+
     @property
     def requires_grad(self) -> bool:
         return self._requires_grad

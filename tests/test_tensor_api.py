@@ -149,6 +149,21 @@ def test_deepcopy_leaves_only(rng):
         copy.deepcopy(x * 2)
 
 
+def test_assigning_data_takes_the_tensors_array(rng):
+    """``layer.weight.data = t`` (a PyTorch idiom) swaps the values in place, as torch does."""
+    torch = pytest.importorskip("torch")
+    w, x = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
+    layer, tlayer = pe.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    layer.weight.data = pe.tensor(w)
+    tlayer.weight.data = torch.tensor(w)
+    layer.bias.data = pe.tensor(tlayer.bias.detach().numpy())
+    assert isinstance(layer.weight, pe.nn.Parameter) and layer.weight.requires_grad
+    np.testing.assert_allclose(layer(pe.tensor(x)).detach().numpy(), tlayer(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="Tensor"):
+        layer.weight.data = [1.0, 2.0]
+
+
 def test_repr_like_torch():
     assert repr(pe.tensor([1.0, 2.5])) == "tensor([1.0000, 2.5000])"
     assert repr(pe.tensor([[1.0, -2.0], [3.0, 4.0]])) == "tensor([[ 1., -2.],\n        [ 3.,  4.]])"
