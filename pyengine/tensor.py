@@ -228,6 +228,12 @@ class Tensor:
     def __int__(self):
         return int(self.item())
 
+    def __format__(self, spec):
+        """A 0-dim tensor formats as its number (``f"{loss:.4f}"``), as in PyTorch."""
+        if self.ndim == 0:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
     def __index__(self):
         if self.dtype not in (int64, bool_) or self.numel() != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")

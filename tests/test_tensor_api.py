@@ -164,6 +164,15 @@ def test_assigning_data_takes_the_tensors_array(rng):
         layer.weight.data = [1.0, 2.0]
 
 
+def test_format_spec_on_zero_dim_like_torch():
+    torch = pytest.importorskip("torch")
+    for value, spec in ((2.71828, ".3f"), (2.71828, ""), (7, "d"), (7, "5d"), (0.000123, ".2e")):
+        assert f"{pe.tensor(value):{spec}}" == f"{torch.tensor(value):{spec}}"
+    assert f"{pe.tensor([1.0, 2.0])}" == "tensor([1., 2.])"
+    with pytest.raises(TypeError):
+        f"{pe.tensor([1.0, 2.0]):.2f}"
+
+
 def test_repr_like_torch():
     assert repr(pe.tensor([1.0, 2.5])) == "tensor([1.0000, 2.5000])"
     assert repr(pe.tensor([[1.0, -2.0], [3.0, 4.0]])) == "tensor([[ 1., -2.],\n        [ 3.,  4.]])"
