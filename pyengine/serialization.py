@@ -15,6 +15,7 @@ import numpy as np
 from .tensor import Tensor
 
 _STRUCTURE = "__structure__"
+_ROOT = "__root__"  # the key of a bare tensor saved on its own, as torch.save(tensor) allows
 
 
 def save(obj, path) -> None:
@@ -32,8 +33,20 @@ def save(obj, path) -> None:
 def load(path, map_location=None):
     """Read what ``save`` wrote; Tensors come back on ``map_location`` (default "cpu")."""
     device = str(map_location) if map_location is not None else "cpu"
-    with np.load(path, allow_pickle=False) as npz:
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except ValueError as e:  # NumPy's own message talks about pickles, which misleads here
+        raise ValueError(f"pe.load: {path!r} is not a pe.save checkpoint (a NumPy .npz file)") from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        return Tensor(npz, device=device)  # a single .npy array
+    with npz:
+        if any(k.endswith("data.pkl") for k in npz.files):
+            raise ValueError(f"pe.load: {path!r} is a PyTorch checkpoint (torch.save), which pe.load cannot "
+                             "read without pickle; convert it with torch: sd = torch.load(path); "
+                             "pe.save({k: v.numpy() for k, v in sd.items()}, 'model.npz')")
         arrays = {k: npz[k] for k in npz.files}
+    if any(not isinstance(v, np.ndarray) for v in arrays.values()):
+        raise ValueError(f"pe.load: {path!r} is a zip archive but not a pe.save checkpoint (a NumPy .npz file)")
     structure = arrays.pop(_STRUCTURE, None)
     if structure is None:
         return {k: Tensor(v, device=device) for k, v in arrays.items()}
@@ -42,12 +55,14 @@ def load(path, map_location=None):
 
 def _encode(obj, key, arrays):
     if isinstance(obj, Tensor):
-        arrays[_claim(key, arrays)] = obj.detach().cpu().numpy()
+        key = _claim(key or _ROOT, arrays)
+        arrays[key] = obj.detach().cpu().numpy()
         return {"tensor": key}
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             raise TypeError(f"cannot save {key!r}: object arrays would need pickle")
-        arrays[_claim(key, arrays)] = obj
+        key = _claim(key or _ROOT, arrays)
+        arrays[key] = obj
         return {"array": key}
     if isinstance(obj, dict):
         items = []

@@ -311,6 +311,24 @@ def test_load_plain_npz_and_reject_objects(tmp_path):
         pe.save({"o": np.array([object()])}, tmp_path / "bad2.pt")
 
 
+def test_save_load_a_bare_tensor_like_torch_save(tmp_path, rng):
+    x = rng.standard_normal((3, 2)).astype(np.float32)
+    pe.save(pe.tensor(x), tmp_path / "t.npz")
+    np.testing.assert_array_equal(pe.load(tmp_path / "t.npz").numpy(), x)
+    np.save(tmp_path / "a.npy", x)
+    np.testing.assert_array_equal(pe.load(tmp_path / "a.npy").numpy(), x)
+
+
+def test_load_names_files_it_cannot_read(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    with pytest.raises(ValueError, match="not a pe.save checkpoint"):
+        pe.load(tmp_path / "notes.txt")
+    torch = pytest.importorskip("torch")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="PyTorch checkpoint"):
+        pe.load(tmp_path / "model.pt")
+
+
 # ----------------------------------------------------------------------------- against torch
 @pytest.mark.torch
 def test_composite_expression_matches_torch(rng):
