@@ -7,6 +7,7 @@ import pytest
 
 import pyengine as pe
 import pyengine.nn.functional as F
+from _helpers import avg_pool_ref, pool_out
 from pyengine.autograd import gradcheck
 
 
@@ -164,15 +165,6 @@ def test_conv2d_matches_torch_with_grads(rng, xs, ws, stride, padding, dilation,
 
 # ---------------------------------------------------------------------------- pooling
 
-def pool_out(n, k, s, p, d, ceil_mode):
-    span = d * (k - 1) + 1
-    num = n + 2 * p - span
-    out = (-(-num // s) if ceil_mode else num // s) + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    return out
-
-
 def max_pool_ref(x, k, s, p, d, ceil_mode):
     n, c, h, w = x.shape
     ho, wo = pool_out(h, k[0], s[0], p[0], d[0], ceil_mode), pool_out(w, k[1], s[1], p[1], d[1], ceil_mode)
@@ -222,28 +214,6 @@ def test_pools_accept_unbatched_chw(rng):
     z = F.avg_pool2d(leaf(x), 3, 2, 1, count_include_pad=False)
     ref = avg_pool_ref(x[None], (3, 3), (2, 2), (1, 1), False, False, None)[0]
     np.testing.assert_allclose(z.detach().numpy(), ref, rtol=1e-12)
-
-
-def avg_pool_ref(x, k, s, p, ceil_mode, count_include_pad, divisor_override):
-    n, c, h, w = x.shape
-    ho, wo = pool_out(h, k[0], s[0], p[0], 1, ceil_mode), pool_out(w, k[1], s[1], p[1], 1, ceil_mode)
-    y = np.zeros((n, c, ho, wo))
-    for i in range(ho):
-        for j in range(wo):
-            r0, q0 = i * s[0] - p[0], j * s[1] - p[1]
-            # The window, clipped to the padded image: its size is the divisor with padding.
-            r1, q1 = min(r0 + k[0], h + p[0]), min(q0 + k[1], w + p[1])
-            padded_size = (r1 - r0) * (q1 - q0)
-            r0c, q0c, r1c, q1c = max(r0, 0), max(q0, 0), min(r1, h), min(q1, w)
-            total = x[:, :, r0c:r1c, q0c:q1c].sum(axis=(2, 3))
-            if divisor_override:
-                div = divisor_override
-            elif count_include_pad:
-                div = padded_size
-            else:
-                div = (r1c - r0c) * (q1c - q0c)
-            y[:, :, i, j] = total / div
-    return y
 
 
 AVG_POOL_CASES = [

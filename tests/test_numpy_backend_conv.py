@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from _helpers import avg_pool_ref, pool_out
 from pyengine.backend import numpy_backend as nb
 
 
@@ -135,16 +136,6 @@ def test_conv2d_bad_input_names_shapes(rng):
 # Pooling
 # ------------------------------------------------------------------------------------------
 
-def pool_out(size, k, s, p, d, ceil_mode):
-    eff = d * (k - 1) + 1
-    if ceil_mode:
-        out = -(-(size + 2 * p - eff) // s) + 1
-        if (out - 1) * s >= size + p:
-            out -= 1
-        return out
-    return (size + 2 * p - eff) // s + 1
-
-
 def max_pool_ref(x, k, s, p, d, ceil_mode):
     """Loops over every window; the first maximum among in-bounds taps wins."""
     n, c, h, w = x.shape
@@ -164,28 +155,6 @@ def max_pool_ref(x, k, s, p, d, ceil_mode):
                                 best, where = x[a, ch, r, q], r * w + q
                     y[a, ch, i, j], idx[a, ch, i, j] = best, where
     return y, idx
-
-
-def avg_pool_ref(x, k, s, p, ceil_mode, count_include_pad, divisor_override):
-    """PyTorch's rule: the window clipped to the padded input counts when padding counts."""
-    n, c, h, w = x.shape
-    ho, wo = pool_out(h, k[0], s[0], p[0], 1, ceil_mode), pool_out(w, k[1], s[1], p[1], 1, ceil_mode)
-    y = np.zeros((n, c, ho, wo))
-    for i in range(ho):
-        for j in range(wo):
-            r0, q0 = i * s[0] - p[0], j * s[1] - p[1]
-            r1, q1 = min(r0 + k[0], h + p[0]), min(q0 + k[1], w + p[1])
-            padded_count = (r1 - r0) * (q1 - q0)
-            r0, q0, r1, q1 = max(r0, 0), max(q0, 0), min(r1, h), min(q1, w)
-            total = x[:, :, r0:r1, q0:q1].sum(axis=(2, 3))
-            if divisor_override:
-                div = divisor_override
-            elif count_include_pad:
-                div = padded_count
-            else:
-                div = (r1 - r0) * (q1 - q0)
-            y[:, :, i, j] = total / div
-    return y
 
 
 # (N, C, H, W, kernel, stride, padding, dilation, ceil_mode)

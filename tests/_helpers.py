@@ -1,0 +1,36 @@
+"""Helpers shared by several test modules: NumPy references."""
+import numpy as np
+
+
+def pool_out(size, k, s, p, d, ceil_mode):
+    """Output length of a pooling window along one axis, PyTorch's rule: in ceil_mode the
+    last window must start inside the input or its left padding."""
+    span = d * (k - 1) + 1
+    num = size + 2 * p - span
+    out = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def avg_pool_ref(x, k, s, p, ceil_mode, count_include_pad, divisor_override):
+    """Average pooling in float64 loops, PyTorch's rule: the window clipped to the padded
+    input counts when padding counts."""
+    n, c, h, w = x.shape
+    ho, wo = pool_out(h, k[0], s[0], p[0], 1, ceil_mode), pool_out(w, k[1], s[1], p[1], 1, ceil_mode)
+    y = np.zeros((n, c, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            r0, q0 = i * s[0] - p[0], j * s[1] - p[1]
+            r1, q1 = min(r0 + k[0], h + p[0]), min(q0 + k[1], w + p[1])
+            padded_count = (r1 - r0) * (q1 - q0)
+            r0, q0, r1, q1 = max(r0, 0), max(q0, 0), min(r1, h), min(q1, w)
+            total = x[:, :, r0:r1, q0:q1].sum(axis=(2, 3))
+            if divisor_override:
+                div = divisor_override
+            elif count_include_pad:
+                div = padded_count
+            else:
+                div = (r1 - r0) * (q1 - q0)
+            y[:, :, i, j] = total / div
+    return y
