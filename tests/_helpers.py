@@ -1,5 +1,21 @@
-"""Helpers shared by several test modules: NumPy references."""
+"""Helpers shared by several test modules: NumPy references and the CUDA provider switch."""
+import contextlib
+
 import numpy as np
+import pytest
+
+import pyengine as pe
+
+
+@contextlib.contextmanager
+def cuda_kernels(provider):
+    """Run the body with ``provider``'s kernels ("native" or "numba") on "cuda", or skip the
+    test, saying why they cannot run here."""
+    with pe.backends.cuda.kernels(provider):
+        reason = pe.cuda.unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"{provider} CUDA kernels unavailable: {reason}")
+        yield provider
 
 
 def pool_out(size, k, s, p, d, ceil_mode):

@@ -44,6 +44,14 @@ def pytest_report_header(config):
     return f"pyengine test seed: PYENGINE_TEST_SEED={SESSION_SEED}"
 
 
+@pytest.fixture(params=["native", "numba"])
+def provider(request):
+    """The test once per CUDA kernel provider, each skipped where it cannot run."""
+    from _helpers import cuda_kernels  # here, so that conftest itself never imports pyengine
+    with cuda_kernels(request.param):
+        yield request.param
+
+
 @pytest.fixture
 def rng(request):
     """A generator per test, from the session seed and the test's id (crc32, which unlike

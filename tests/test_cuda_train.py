@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import pyengine as pe
+from _helpers import cuda_kernels
 from pyengine import nn, optim
 from pyengine.data import load_digits
 from pyengine.models import MLP, LeNet5
@@ -14,10 +15,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(autouse=True)
 def native():
-    with pe.backends.cuda.kernels("native"):
-        reason = pe.cuda.unavailable_reason()
-        if reason is not None:
-            pytest.skip(f"native CUDA kernels unavailable: {reason}")
+    with cuda_kernels("native"):
         yield
 
 

@@ -8,15 +8,7 @@ import pytest
 
 import pyengine as pe
 import pyengine.nn.functional as F
-
-
-@pytest.fixture(params=["native", "numba"])
-def provider(request):
-    with pe.backends.cuda.kernels(request.param):
-        reason = pe.cuda.unavailable_reason()
-        if reason is not None:
-            pytest.skip(f"{request.param} CUDA kernels unavailable: {reason}")
-        yield request.param
+from _helpers import cuda_kernels
 
 
 def _f32(rng, *shape):
@@ -156,10 +148,7 @@ SIM_CASES = {
 def numba_simulator():
     if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
         pytest.skip("runs only under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
-    with pe.backends.cuda.kernels("numba"):
-        reason = pe.cuda.unavailable_reason()
-        if reason is not None:
-            pytest.skip(f"Numba CUDA kernels unavailable under the simulator: {reason}")
+    with cuda_kernels("numba"):
         yield
 
 

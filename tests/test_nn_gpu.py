@@ -10,15 +10,6 @@ from pyengine import nn, optim
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(params=["native", "numba"])
-def provider(request):
-    with pe.backends.cuda.kernels(request.param):
-        reason = pe.cuda.unavailable_reason()
-        if reason is not None:
-            pytest.skip(f"{request.param} CUDA kernels unavailable: {reason}")
-        yield request.param
-
-
 def _f32(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 

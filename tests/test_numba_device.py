@@ -12,6 +12,7 @@ import pytest
 
 import pyengine as pe
 import pyengine.nn as nn
+from _helpers import cuda_kernels
 from pyengine.models import GPT, MLP, LeNet5
 
 pytestmark = pytest.mark.cudasim
@@ -19,10 +20,7 @@ pytestmark = pytest.mark.cudasim
 
 @pytest.fixture
 def numba_cuda():
-    with pe.backends.cuda.kernels("numba"):
-        reason = pe.cuda.unavailable_reason()
-        if reason is not None:
-            pytest.skip(f"the numba provider cannot run here: {reason}")
+    with cuda_kernels("numba"):
         yield
 
 
