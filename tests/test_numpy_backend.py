@@ -418,6 +418,15 @@ def test_embedding_backward(rng, padding_idx):
     np.testing.assert_allclose(nb.embedding_backward(gy, idx, 7, padding_idx), ref, rtol=1e-12)
 
 
+def test_gather_gradients_with_no_index_are_zero(rng):
+    """An empty batch (no indices) gives an all-zero gradient, as torch does; the reshape
+    of an empty gradient to (0, -1) used to raise."""
+    np.testing.assert_array_equal(nb.embedding_backward(np.zeros((2, 0, 5)), np.zeros((2, 0), np.int64), 7, None),
+                                  np.zeros((7, 5)))
+    np.testing.assert_array_equal(nb.scatter_add((3, 4), (np.zeros(0, np.int64),), np.zeros((0, 4))),
+                                  np.zeros((3, 4)))
+
+
 def test_embedding_backward_bad_index(rng):
     with pytest.raises(IndexError, match="7 rows"):
         nb.embedding_backward(rng.standard_normal((2, 3)), np.array([1, 7]), 7, None)

@@ -673,7 +673,7 @@ def _sum_rows_into(out, rows, g):
 def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
     idx = _glue.check_embedding(gy, indices, num_embeddings)
     gw = np.zeros((num_embeddings, gy.shape[-1]), dtype=gy.dtype)
-    _sum_rows_into(gw, idx, gy.reshape(idx.size, -1))
+    _sum_rows_into(gw, idx, gy.reshape(idx.size, gy.shape[-1]))
     if padding_idx is not None:
         gw[operator.index(padding_idx) % num_embeddings] = 0
     return gw
@@ -720,7 +720,7 @@ def scatter_add(shape, index, values):
         # The common gather (rows picked by arrays): sum whole rows, memory ~ the gradient.
         rows, m = leading
         tail = shape[m:]
-        g = np.broadcast_to(values, rows.shape + tail).reshape(rows.size, -1)
+        g = np.broadcast_to(values, rows.shape + tail).reshape(rows.size, math.prod(tail))
         _sum_rows_into(out.reshape(math.prod(shape[:m]), -1), rows.reshape(-1), g)
         return out
     # Any other mix: number every element, select the numbers with the same index and let
