@@ -681,7 +681,8 @@ class Tensor:
                     raise RuntimeError(f"indices are on {it.device} but the indexed tensor is on {self.device}")
                 it = it.data
             elif isinstance(it, list) or (isinstance(it, np.ndarray) and self.device != "cpu"):
-                it = self._backend.xp.asarray(it)
+                # an empty list selects nothing, as in PyTorch; NumPy would read it as a float array
+                it = self._backend.xp.asarray(it, dtype=np.int64 if isinstance(it, list) and not it else None)
             out.append(it)
         return tuple(out)
 

@@ -309,6 +309,18 @@ def test_getitem_repeated_indices_accumulate():
     np.testing.assert_array_equal(a.grad.numpy(), [3.0, 0.0, 1.0])
 
 
+def test_getitem_with_an_empty_list_selects_nothing_like_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    a, t = pe.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, ref = a[[]], t[[]]
+    assert out.shape == tuple(ref.shape) == (0, 3, 4)
+    assert a[:, []].shape == tuple(t[:, []].shape)
+    (out.sum() + a[:, []].sum() + a.sum()).backward()
+    (ref.sum() + t[:, []].sum() + t.sum()).backward()
+    np.testing.assert_array_equal(a.grad.numpy(), t.grad.numpy())
+
+
 def test_masked_fill(rng):
     a = t64(rng, 3, 4)
     mask = pe.tensor(rng.standard_normal((1, 4)) > 0)
