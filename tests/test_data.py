@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import pyengine as pe
-from pyengine.data import (DataLoader, Dataset, Subset, TensorDataset, load_digits, make_regression,
-                           make_spirals, make_xor, random_split, resize_bilinear)
+from pyengine.data import (DataLoader, Dataset, Subset, TensorDataset, default_collate, load_digits,
+                           make_regression, make_spirals, make_xor, random_split, resize_bilinear)
 
 
 def _dataset(rng, n=17, features=3):
@@ -166,6 +166,16 @@ def test_loader_collates_plain_samples(rng):
     np.testing.assert_array_equal(xb.numpy(), x[:3])
     assert yb.dtype == pe.int64
     np.testing.assert_array_equal(yb.numpy(), y[:3])
+
+
+def test_collate_keeps_strings_as_a_list_like_torch(rng):
+    torch = pytest.importorskip("torch")
+    samples = [{"x": rng.standard_normal(2).astype(np.float32), "name": f"img{i}.png", "label": i}
+               for i in range(3)]
+    ours, ref = default_collate(samples), torch.utils.data.default_collate(samples)
+    assert ours["name"] == ref["name"] == ["img0.png", "img1.png", "img2.png"]
+    np.testing.assert_array_equal(ours["x"].numpy(), ref["x"].numpy())
+    np.testing.assert_array_equal(ours["label"].numpy(), ref["label"].numpy())
 
 
 def test_loader_over_subset_uses_the_subset_rows(rng):

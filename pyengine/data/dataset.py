@@ -133,8 +133,11 @@ def random_split(dataset, lengths: Sequence[float], generator=None) -> list[Subs
 
 def default_collate(samples: list) -> Any:
     """Stack a list of samples into a batch: tuples position by position, Tensors and NumPy
-    arrays along a new first dimension, Python ints as int64 and floats as float32."""
+    arrays along a new first dimension, Python ints as int64 and floats as float32; strings
+    (file names, text labels) stay a list of strings, as in PyTorch."""
     first = samples[0]
+    if isinstance(first, (str, bytes)):
+        return list(samples)
     if isinstance(first, (tuple, list)):
         return type(first)(default_collate(list(col)) for col in zip(*samples))
     if isinstance(first, dict):
