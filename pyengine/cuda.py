@@ -29,6 +29,33 @@ def unavailable_reason():
     return _probe()[1]
 
 
+class device(str):
+    """``pe.device("cuda" if pe.cuda.is_available() else "cpu")``, as torch.device.
+
+    Devices are plain strings in pyengine ("cpu", "cuda"); this is one of them, with
+    torch.device's ``type`` and ``index``, so ``x.to(dev)`` and ``x.device == dev`` work.
+    Like torch.device it does not check that the device can run here; moving a tensor does.
+    """
+
+    def __new__(cls, type, index=None):
+        spec = str(type) if index is None else f"{type}:{index}"
+        name = {"cuda:0": "cuda", "cpu:0": "cpu"}.get(spec, spec)
+        if name not in ("cpu", "cuda"):
+            raise RuntimeError(f"unknown device {spec!r}; expected 'cpu' or 'cuda'")
+        return super().__new__(cls, name)
+
+    @property
+    def type(self) -> str:
+        return str(self)
+
+    @property
+    def index(self):
+        return None
+
+    def __repr__(self):
+        return f"device(type={str(self)!r})"
+
+
 def check_device(device) -> str:
     """Normalise a device spec ("cpu", "cuda", "cuda:0") and make sure it can run here."""
     name = str(device)

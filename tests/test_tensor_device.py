@@ -73,3 +73,24 @@ def test_save_load_across_devices(tmp_path, fake_cuda):
     assert pe.load(tmp_path / "w.pt")["w"].device == "cpu"
     back = pe.load(tmp_path / "w.pt", map_location="cuda")["w"]
     assert back.device == "cuda" and back.tolist() == [[1.0, 2.0]]
+
+
+def test_pe_device_idiom_like_torch_device(rng, fake_cuda):
+    """dev = pe.device("cuda" if pe.cuda.is_available() else "cpu"), then .to(dev) everywhere."""
+    torch = pytest.importorskip("torch")
+    for name in ("cpu", "cuda"):
+        dev, ref = pe.device(name), torch.device(name)
+        assert (dev.type, dev.index) == (ref.type, ref.index) and repr(dev) == repr(ref)
+        model = pe.nn.Linear(3, 2).to(dev)
+        x = pe.tensor(rng.standard_normal((4, 3)).astype(np.float32)).to(dev)
+        assert model(x).device == dev == name
+    assert pe.device("cuda", 0) == pe.device("cuda:0") == "cuda"
+    with pytest.raises(RuntimeError, match="unknown device 'gpu'"):
+        pe.device("gpu")
+
+
+def test_pe_device_cuda_without_a_gpu_fails_on_use_not_on_construction():
+    dev = pe.device("cuda")
+    if not pe.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            pe.ones(2).to(dev)
