@@ -18,6 +18,7 @@ Exits 0 with a message when PyTorch is not installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -43,32 +44,30 @@ def median_step_ms(steps, repeats: int, warmup: int) -> list[float]:
     return [1e3 * statistics.median(t) for t in times]
 
 
-def pyengine_step(model, x: np.ndarray, y: np.ndarray):
-    import pyengine as pe
-
-    xt, yt = pe.from_numpy(x), pe.from_numpy(y)
-    opt = pe.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+def train_step(fw, model, x: np.ndarray, y: np.ndarray):
+    """One training step of ``model`` as a function, in framework ``fw`` (pyengine or torch:
+    the calls are the same in both)."""
+    xt, yt = fw.from_numpy(x), fw.from_numpy(y)
+    opt = fw.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step():
         opt.zero_grad()
-        loss = pe.nn.functional.cross_entropy(model(xt), yt)
+        loss = fw.nn.functional.cross_entropy(model(xt), yt)
         loss.backward()
         opt.step()
     return step
+
+
+def pyengine_step(model, x: np.ndarray, y: np.ndarray):
+    import pyengine
+
+    return train_step(pyengine, model, x, y)
 
 
 def torch_step(model, x: np.ndarray, y: np.ndarray):
     import torch
 
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(xt), yt)
-        loss.backward()
-        opt.step()
-    return step
+    return train_step(torch, model, x, y)
 
 
 def torch_twin(name: str):
@@ -104,10 +103,8 @@ def build(name: str):
 CASES = {"mlp": (64, (64,)), "lenet5": (64, (1, 28, 28))}
 
 
-def run(repeats: int, warmup: int) -> list[dict]:
+def run(torch, repeats: int, warmup: int) -> list[dict]:
     """Time every case; prints one row per model and returns the rows."""
-    import torch
-
     from pyengine.commands.info import numpy_blas
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
@@ -128,34 +125,49 @@ def run(repeats: int, warmup: int) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=50, help="timed steps per model (median reported)")
-    parser.add_argument("--warmup", type=int, default=5)
+@contextlib.contextmanager
+def thread_limit(torch, threads):
+    """PyTorch's intra-op threads and NumPy's BLAS threads capped at ``threads`` for the
+    body (None: left as they are)."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cli(argv, doc: str, prog: str, run, repeats: int, warmup: int, **extra) -> int:
+    """The command line of this script and cpu_vs_torch_seq.py (``doc``, ``prog``: the
+    script's): ``run(torch, repeats, warmup)`` times the models and returns their rows,
+    which go to the JSON file with ``extra`` beside them."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed steps per model (median reported)")
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--threads", type=int, help="threads for both PyTorch and NumPy's BLAS (default: theirs)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     try:
         import torch
     except ImportError:
-        print("cpu_vs_torch: PyTorch is not installed; nothing to compare against (pip install torch).")
+        print(f"{prog}: PyTorch is not installed; nothing to compare against (pip install torch).")
         return 0
-    if args.threads is None:
-        rows = run(args.repeats, args.warmup)
-    else:
-        from threadpoolctl import threadpool_limits
-        before = torch.get_num_threads()
-        torch.set_num_threads(args.threads)
-        try:
-            with threadpool_limits(limits=args.threads, user_api="blas"):
-                rows = run(args.repeats, args.warmup)
-        finally:
-            torch.set_num_threads(before)
+    with thread_limit(torch, args.threads):
+        rows = run(torch, args.repeats, args.warmup)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"repeats": args.repeats, "torch": torch.__version__, "numpy": np.__version__,
-                       "cores": os.cpu_count(), "results": rows}, f, indent=1)
+                       "cores": os.cpu_count(), **extra, "results": rows}, f, indent=1)
     return 0
+
+
+def main(argv=None) -> int:
+    return cli(argv, __doc__, "cpu_vs_torch", run, repeats=50, warmup=5)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ momentum) of
   * a GPT (4 layers, 4 heads, d 128, context 128, batch 16, vocab 65)
 
 with the same weights and inputs in both frameworks, and prints the median step time of each
-and the ratio pyengine/PyTorch (target: <= 1.5). The timing helpers are cpu_vs_torch.py's.
+and the ratio pyengine/PyTorch (target: <= 1.5). The timing and command-line helpers are
+cpu_vs_torch.py's.
 
     python bench/cpu_vs_torch_seq.py [--repeats N] [--threads N] [--json FILE]
 
@@ -15,15 +16,13 @@ Exits 0 with a message when PyTorch is not installed.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
 
 import numpy as np
 
-from cpu_vs_torch import median_step_ms, pyengine_step, torch_step
+from cpu_vs_torch import cli, median_step_ms, pyengine_step, torch_step
 
 LSTM_CASE = dict(batch=32, seq=64, input=32, hidden=128, classes=10)
 GPT_CASE = dict(batch=16, block_size=128, n_layer=4, n_head=4, n_embd=128, vocab=65)
@@ -149,23 +148,8 @@ def inputs(name, rng):
     return x, rng.integers(0, c["vocab"], c["batch"] * c["block_size"]).astype(np.int64)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=20, help="timed steps per model (median reported)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="threads for both PyTorch and NumPy's BLAS (default: theirs)")
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        print("cpu_vs_torch_seq: PyTorch is not installed; nothing to compare against (pip install torch).")
-        return 0
-    if args.threads is not None:
-        from threadpoolctl import threadpool_limits
-        torch.set_num_threads(args.threads)
-        threadpool_limits(limits=args.threads, user_api="blas")
-
+def run(torch, repeats: int, warmup: int) -> list[dict]:
+    """Time both models; prints one row per model and returns the rows."""
     rng = np.random.default_rng(0)
     rows = []
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
@@ -176,15 +160,15 @@ def main(argv=None) -> int:
         ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
         x, y = inputs(name, rng)
         ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)],
-                                           args.repeats, args.warmup)
+                                           repeats, warmup)
         rows.append({"model": name, "pyengine_ms": ms_ours, "torch_ms": ms_torch, "ratio": ms_ours / ms_torch})
         print(f"{name:<6} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"repeats": args.repeats, "torch": torch.__version__, "numpy": np.__version__,
-                       "cores": os.cpu_count(), "cases": {"lstm": LSTM_CASE, "gpt": GPT_CASE},
-                       "results": rows}, f, indent=1)
-    return 0
+    return rows
+
+
+def main(argv=None) -> int:
+    return cli(argv, __doc__, "cpu_vs_torch_seq", run, repeats=20, warmup=3,
+               cases={"lstm": LSTM_CASE, "gpt": GPT_CASE})
 
 
 if __name__ == "__main__":
