@@ -78,6 +78,15 @@ def test_train_rejects_unknown_model_and_bad_epochs(tmp_path, capsys):
     assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
 
 
+def test_train_reports_a_diverged_run_and_a_bad_lr_without_a_traceback(tmp_path, capsys):
+    assert main(["train", "mlp", "--epochs", "1", "--lr", "1e30", "--optimizer", "sgd",
+                 "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "pyengine train: training loss became nan" in err and "Traceback" not in err
+    assert main(["train", "mlp", "--epochs", "1", "--lr", "-1", "--out", str(tmp_path)]) == 2
+    assert "--lr must be a non-negative number, got -1.0" in capsys.readouterr().err
+
+
 def test_train_on_cuda_without_a_gpu_says_why(tmp_path, capsys):
     reason = pe.cuda.unavailable_reason()
     if reason is None:

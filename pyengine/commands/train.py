@@ -42,9 +42,16 @@ def run(args) -> int:
             print(f"pyengine train: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}",
                   file=sys.stderr)
             return 2
+    if not args.lr >= 0:
+        print(f"pyengine train: --lr must be a non-negative number, got {args.lr}", file=sys.stderr)
+        return 2
     out = Path(args.out)
-    history = train_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          optimizer=args.optimizer, device=args.device, seed=args.seed, out=out)
+    try:
+        history = train_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              optimizer=args.optimizer, device=args.device, seed=args.seed, out=out)
+    except FloatingPointError as exc:  # a diverged run is the user's setting, not a crash
+        print(f"\npyengine train: {exc}", file=sys.stderr)
+        return 1
     (out / f"{args.model}_history.json").write_text(json.dumps(history, indent=1))
     after_train = model_spec(args.model).after_train
     if after_train is not None:
