@@ -14,6 +14,7 @@ Differences from PyTorch: no PackedSequence and no ``proj_size``.
 from __future__ import annotations
 
 import math
+import threading
 
 import pyengine as pe
 
@@ -30,6 +31,26 @@ def _sigmoid(b, x):
 
 def _tanh(b, x):
     return b.activation("tanh", x)
+
+
+_scratch_buffers = threading.local()
+
+
+def _scratch(xp, slot, shape, dtype):
+    """A work array for a backward's temporaries. On the CPU it is kept (one per slot and
+    dtype, per thread) and reused by the next call instead of allocated afresh: a fresh
+    multi-megabyte NumPy array costs more in page faults than the arithmetic done in it.
+    Other array modules pool device memory themselves and get a new array. Only for arrays
+    that do not outlive the call (nothing returned may view them)."""
+    if xp.__name__ != "numpy":
+        return xp.empty(shape, dtype=dtype)
+    cache = _scratch_buffers.__dict__.setdefault("arrays", {})
+    n = math.prod(shape)
+    key = (slot, dtype.str)
+    buf = cache.get(key)
+    if buf is None or buf.size < n:
+        buf = cache[key] = xp.empty(n, dtype=dtype)
+    return buf[:n].reshape(shape)
 
 
 def _time_order(T, reverse):
@@ -89,62 +110,151 @@ class _SimpleRecurrence(Function):
         return dpre, dh, gw, gb, None, None
 
 
+def _lstm_gate_affine(xp, dtype):
+    """(scale, shift) per gate (i, f, g, o), shaped (4, 1, 1): 0.5 and 0.5 for the sigmoid
+    gates, 1 and 0 for g. With the sigmoid gates' pre-activations scaled by 0.5, one tanh
+    over all four gates followed by ``* scale + shift`` gives sigmoid(i, f, o) and tanh(g),
+    as sigmoid(x) = 0.5 * tanh(x / 2) + 0.5."""
+    scale = xp.asarray([0.5, 0.5, 1.0, 0.5], dtype=dtype).reshape(4, 1, 1)
+    shift = xp.asarray([0.5, 0.5, 0.0, 0.5], dtype=dtype).reshape(4, 1, 1)
+    return scale, shift
+
+
+def _by_gate(w, H):
+    """A (4H, ...) weight or bias as (4, H, ...): gate k's rows, a view."""
+    return w.reshape((4, H) + tuple(w.shape[1:]))
+
+
 class _LSTMRecurrence(Function):
-    """The LSTM time loop: gates = xproj_t + h @ w_hh.T + b_hh, split as (i, f, g, o)."""
+    """The LSTM time loop: gates = xproj_t + h @ w_hh.T + b_hh, split as (i, f, g, o), where
+    xproj = x @ w_ih.T + b_ih (computed here when w_ih is given, else x is xproj).
+
+    Speed. The gate buffers are gate-major, (4, T, B, H), so every elementwise operation of
+    a step or over the sequence runs on contiguous (B, H) blocks; the matmuls against w_hh
+    and w_ih are batched over the four gates (w viewed as (4, H, in)). The gate buffer
+    starts as the input projection and each step turns its slice into the activations in
+    place; backward turns its factor buffer into the gate gradients in place, and that
+    buffer is reused across calls (_scratch: a fresh multi-megabyte array costs more in page
+    faults than the arithmetic in it). A step is one matmul, one tanh over all four gates
+    (the sigmoid gates through sigmoid(x) = 0.5 * tanh(x / 2) + 0.5: their pre-activations
+    are halved, exactly, by scaled copies of the weights and of the projection) and a few
+    operations on (B, H) arrays."""
 
     @staticmethod
-    def forward(ctx, xproj, h0, c0, w_hh, b_hh, reverse):
+    def forward(ctx, x, h0, c0, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
         b, xp = ctx.backend, ctx.backend.xp
-        T, B, G = xproj.shape
-        H = G // 4
-        acts = xp.empty(xproj.shape, dtype=xproj.dtype)
-        hs = xp.empty((T, B, H), dtype=xproj.dtype)
-        cs = xp.empty((T, B, H), dtype=xproj.dtype)
-        tanh_cs = xp.empty((T, B, H), dtype=xproj.dtype)
-        w_t = w_hh.T
-        pre = xproj if b_hh is None else xproj + b_hh  # b_hh added once, not per step
+        T, B = x.shape[:2]
+        H = w_hh.shape[0] // 4
+        dt = x.dtype
+        scale, shift = _lstm_gate_affine(xp, dt)
+        if w_ih is None:  # x is the projection, (T, B, 4H)
+            acts = xp.empty((4, T, B, H), dtype=dt)
+            x4 = x.reshape(T, B, 4, H).transpose(2, 0, 1, 3)
+            if b_hh is None:
+                xp.multiply(x4, scale[:, None], out=acts)
+            else:
+                xp.add(x4, _by_gate(b_hh, H)[:, None, None, :], out=acts)  # b_hh added once
+                acts *= scale[:, None]
+        else:
+            # (T*B, in) @ (4, in, H): the projection comes out gate-major, (4, T*B, H).
+            w_s = (_by_gate(w_ih, H) * scale).transpose(0, 2, 1)
+            acts = b.matmul(x.reshape(T * B, x.shape[2]), w_s)
+            bias = b_ih if b_hh is None else b_hh if b_ih is None else b_ih + b_hh
+            if bias is not None:
+                acts += _by_gate(bias, H)[:, None, :] * scale
+            acts = acts.reshape(4, T, B, H)
+        w_s = (_by_gate(w_hh, H) * scale).transpose(0, 2, 1)  # (4, H_in, H_out)
+        hs = xp.empty((T, B, H), dtype=dt)
+        cs = xp.empty((T, B, H), dtype=dt)
+        tanh_cs = xp.empty((T, B, H), dtype=dt)
+        ig = xp.empty((B, H), dtype=dt)
         h, c = h0, c0
         for t in _time_order(T, reverse):
-            gates = pre[t] + b.matmul(h, w_t)
-            a = acts[t]
-            a[...] = _sigmoid(b, gates)  # i, f, o; the g slice is overwritten with tanh
-            a[:, 2 * H : 3 * H] = _tanh(b, gates[:, 2 * H : 3 * H])
-            c = a[:, H : 2 * H] * c + a[:, :H] * a[:, 2 * H : 3 * H]
-            tc = _tanh(b, c)
-            h = a[:, 3 * H :] * tc
-            hs[t], cs[t], tanh_cs[t] = h, c, tc
-        ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh)
+            a = acts[:, t]
+            a += b.matmul(h, w_s)
+            xp.multiply(b.activation("tanh", a), scale, out=a)
+            a += shift
+            c_t = cs[t]
+            xp.multiply(a[1], c, out=c_t)
+            xp.multiply(a[0], a[2], out=ig)
+            c_t += ig
+            tc = tanh_cs[t]
+            tc[...] = b.activation("tanh", c_t)
+            h = hs[t]
+            xp.multiply(a[3], tc, out=h)
+            c = c_t
+        ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh, x if w_ih is not None else None,
+                              w_ih)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        return hs, h, c
+        return hs, h.copy(), c.copy()
 
     @staticmethod
     def backward(ctx, gout, gh_n, gc_n):
         b, xp = ctx.backend, ctx.backend.xp
-        acts, hs, cs, tanh_cs, h0, c0, w_hh = ctx.saved_tensors
-        T, B, G = acts.shape
-        H = G // 4
-        i, f, g, o = (acts[..., k * H : (k + 1) * H] for k in range(4))
-        cprev = _previous_states(xp, cs, c0, ctx.reverse)
+        acts, hs, cs, tanh_cs, h0, c0, w_hh, x, w_ih = ctx.saved_tensors
+        _, T, B, H = acts.shape
+        G = 4 * H
+        i, f, g, o = acts
+        first, rest = (T - 1, slice(0, T - 1)) if ctx.reverse else (0, slice(1, T))
+        prev = slice(1, T) if ctx.reverse else slice(0, T - 1)
         # Only the two recurrent sums (dh, dc) need the time loop. The factors that turn
         # (dc, dc, dc, dh) of a step into its pre-activation gate gradients are computed
-        # for all steps at once, so each step is a few whole-array operations.
-        local = xp.concatenate([g * i * (1 - i), cprev * f * (1 - f), i * (1 - g * g),
-                                tanh_cs * o * (1 - o)], axis=-1).reshape(T, B, 4, H)
-        dc_per_dh = o * (1 - tanh_cs * tanh_cs)
-        dpre = xp.empty((T, B, 4, H), dtype=acts.dtype)
+        # for all steps at once, in place in dpre, which the loop then scales in place.
+        # With the input projection done here, dpre does not leave this call.
+        dpre = (xp.empty(acts.shape, acts.dtype) if w_ih is None
+                else _scratch(xp, "dpre", acts.shape, acts.dtype))
+        l_i, l_f, l_g, l_o = dpre
+        xp.subtract(1, i, out=l_i)  # g * i * (1 - i)
+        l_i *= i
+        l_i *= g
+        xp.subtract(1, f, out=l_f)  # c_{t-1} * f * (1 - f)
+        l_f *= f
+        l_f[rest] *= cs[prev]
+        l_f[first] *= c0
+        xp.multiply(g, g, out=l_g)  # i * (1 - g^2)
+        xp.subtract(1, l_g, out=l_g)
+        l_g *= i
+        xp.subtract(1, o, out=l_o)  # tanh(c) * o * (1 - o)
+        l_o *= o
+        l_o *= tanh_cs
+        dc_per_dh = _scratch(xp, "dc_per_dh", tanh_cs.shape, acts.dtype)
+        xp.multiply(tanh_cs, tanh_cs, out=dc_per_dh)  # o * (1 - tanh(c)^2)
+        xp.subtract(1, dc_per_dh, out=dc_per_dh)
+        dc_per_dh *= o
+        tmp = xp.empty((B, H), dtype=acts.dtype)
+        w4 = _by_gate(w_hh, H)  # dh_prev = sum over gates k of d_k @ w4[k]
         dh, dc = gh_n, gc_n
         for t in _time_order(T, not ctx.reverse):
             dh = dh + gout[t]
-            dc = dc + dh * dc_per_dh[t]
-            dpre[t, :, :3] = dc[:, None, :] * local[t, :, :3]
-            dpre[t, :, 3] = dh * local[t, :, 3]
-            dc = dc * f[t]
-            dh = b.matmul(dpre[t].reshape(B, G), w_hh)
-        dpre = dpre.reshape(T, B, G)
-        hprev = _previous_states(xp, hs, h0, ctx.reverse)
+            xp.multiply(dh, dc_per_dh[t], out=tmp)
+            dc = dc + tmp
+            d = dpre[:, t]
+            d[:3] *= dc
+            d[3] *= dh
+            dc *= f[t]
+            dh = b.matmul(d, w4).sum(axis=0)
         needs = ctx.needs_input_grad
-        gw, gb = _recurrent_weight_grads(b, xp, dpre, hprev, needs[3], needs[4] and ctx.has_bias)
-        return dpre, dh, dc, gw, gb, None
+        gw = gb = None
+        if needs[3]:
+            # sum over steps of dpre[t].T @ h_{t-1}: one (batched) matmul over the steps
+            # that start from an output state, one for the step that starts from h0.
+            gw = b.matmul(dpre[:, first].transpose(0, 2, 1), h0)
+            if T > 1:
+                d_rest = dpre[:, rest].reshape(4, -1, H).transpose(0, 2, 1)
+                gw = b.matmul(d_rest, hs[prev].reshape(-1, H)) + gw
+            gw = gw.reshape(G, H)
+        if (needs[4] and ctx.has_bias) or (w_ih is not None and needs[7]):
+            gb = dpre.sum(axis=(1, 2)).reshape(G)  # also b_ih's gradient
+        if w_ih is None:
+            gx = dpre.transpose(1, 2, 0, 3).reshape(T, B, G)
+            return gx, dh, dc, gw, gb if ctx.has_bias else None, None, None, None
+        flat = dpre.reshape(4, T * B, H)
+        gx = b.matmul(flat, _by_gate(w_ih, H)).sum(axis=0).reshape(T, B, -1) if needs[0] else None
+        gw_ih = None
+        if needs[6]:
+            gw_ih = b.matmul(flat.transpose(0, 2, 1), x.reshape(T * B, -1)).reshape(G, -1)
+        return (gx, dh, dc, gw, gb if ctx.has_bias else None, None, gw_ih,
+                gb if needs[7] else None)
 
 
 class _GRURecurrence(Function):
@@ -203,10 +313,13 @@ class _GRURecurrence(Function):
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-def _run_recurrence(mode, xproj, hx, w_hh, b_hh, reverse):
-    """Run one layer-direction; returns (output (T, B, H), h_n, c_n or None)."""
+def _run_recurrence(mode, xproj, hx, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
+    """Run one layer-direction; returns (output (T, B, H), h_n, c_n or None). With w_ih
+    given, xproj is the layer's input x and the input projection is part of the run."""
     if mode == "LSTM":
-        return _LSTMRecurrence.apply(xproj, hx[0], hx[1], w_hh, b_hh, reverse)
+        return _LSTMRecurrence.apply(xproj, hx[0], hx[1], w_hh, b_hh, reverse, w_ih, b_ih)
+    if w_ih is not None:
+        xproj = F.linear(xproj, w_ih, b_ih)
     if mode == "GRU":
         out, h = _GRURecurrence.apply(xproj, hx, w_hh, b_hh, reverse)
     else:
@@ -324,9 +437,9 @@ class RNNBase(Module):
             for direction, suffix in enumerate(self._suffixes):
                 k = layer * self._directions + direction
                 w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, suffix)
-                xproj = F.linear(x, w_ih, b_ih)
                 hk = (state[0][k], state[1][k]) if is_lstm else state[k]
-                out, h, c = _run_recurrence(self.mode, xproj, hk, w_hh, b_hh, direction == 1)
+                out, h, c = _run_recurrence(self.mode, x, hk, w_hh, b_hh, direction == 1,
+                                            w_ih, b_ih)
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
@@ -433,9 +546,9 @@ class RNNCellBase(Module):
                 )
         if not batched:
             states = tuple(s.unsqueeze(0) for s in states)
-        xproj = F.linear(x, self.weight_ih, self.bias_ih).unsqueeze(0)
         hk = states if self.mode == "LSTM" else states[0]
-        _, h, c = _run_recurrence(self.mode, xproj, hk, self.weight_hh, self.bias_hh, False)
+        _, h, c = _run_recurrence(self.mode, x.unsqueeze(0), hk, self.weight_hh, self.bias_hh,
+                                  False, self.weight_ih, self.bias_ih)
         if not batched:
             h = h.squeeze(0)
             c = c.squeeze(0) if c is not None else None
