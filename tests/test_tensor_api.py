@@ -27,6 +27,21 @@ def test_tensor_infers_dtypes_like_torch(rng):
     assert t.requires_grad and t.is_leaf
 
 
+def test_non_native_byte_order_keeps_the_width(rng):
+    """np.fromfile(f, ">f4") data is float32 (torch refuses it); it became float64, then broke Linear."""
+    for dt, want in ((">f4", pe.float32), (">f8", pe.float64), (">i4", pe.int64), (">i8", pe.int64)):
+        x = (rng.standard_normal(5) * 10).astype(dt)
+        t = pe.tensor(x)
+        assert t.dtype == want, dt
+        np.testing.assert_array_equal(t.numpy(), x.astype(want.np))
+    w = rng.standard_normal((3, 5))
+    x = rng.standard_normal((2, 5)).astype(">f4")
+    out = pe.nn.functional.linear(pe.tensor(x), pe.tensor(w.astype(np.float32)))
+    assert out.dtype == pe.float32
+    np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.astype(np.float32).astype(np.float64).T,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_from_numpy_shares_memory(rng):
     a = rng.standard_normal(4)
     t = pe.from_numpy(a)

@@ -33,7 +33,8 @@ _BY_NAME = {"bool": bool_, "int64": int64, "long": int64, "float32": float32, "f
 
 
 def from_np(np_dtype) -> dtype:
-    """The pyengine dtype for a NumPy dtype (other integer widths map to int64, half to float32)."""
+    """The pyengine dtype for a NumPy dtype (other integer widths map to int64, half to float32;
+    a non-native byte order, as in ``np.fromfile(f, ">f4")``, keeps its width)."""
     d = np.dtype(np_dtype)
     found = _BY_NP.get(d)
     if found is not None:
@@ -41,7 +42,7 @@ def from_np(np_dtype) -> dtype:
     if d.kind in "iu":
         return int64
     if d.kind == "f":
-        return float32 if d.itemsize < 4 else float64
+        return float32 if d.itemsize <= 4 else float64
     raise TypeError(f"unsupported dtype {d}; pyengine holds float32, float64, int64 and bool")
 
 
