@@ -6,8 +6,11 @@ attention blocks), so the edge guards are exercised, and the simulator raises In
 any out-of-bounds access a guard would miss. Arrays go through the backend's own
 asarray/to_numpy, so on a real GPU (PYENGINE_DEVICE_TESTS=1) the same tests run on CuPy.
 """
+import time
+
 import numpy as np
 import pytest
+from numba import cuda, float32
 
 from pyengine.backend import check_table
 from pyengine.backend import numba_backend as nb
@@ -53,6 +56,34 @@ def test_transfer_copies(rng):
     a[0, 0] = 7
     assert host(d)[0, 0] != 7
     np.testing.assert_array_equal(host(nb.asarray(a, np.float64)), a.astype(np.float64))
+
+
+def test_simulator_block_shares_one_shared_array():
+    """Every thread of a block gets the same cuda.shared.array even when threads switch while
+    it is allocated. Numba's simulator looked the array up and inserted it without a lock; one
+    CI run under load saw row 0 of a linear's gemm tile read another (uninitialised) slab."""
+    from pyengine.backend._numba_kernels import SIMULATOR, launch
+    if not SIMULATOR:
+        pytest.skip("a CUDA simulator property")
+
+    class SlowDim:
+        def __index__(self):
+            time.sleep(0.002)  # the allocating thread is switched out, as under load
+            return 32
+
+    shape = (SlowDim(),)
+
+    @cuda.jit
+    def reverse(out):
+        s = cuda.shared.array(shape, float32)
+        t = cuda.threadIdx.x
+        s[t] = t
+        cuda.syncthreads()
+        out[t] = s[31 - t]
+
+    out = np.zeros(32, np.float32)
+    launch(reverse, 1, 32, out)
+    np.testing.assert_array_equal(out, np.arange(31, -1, -1, dtype=np.float32))
 
 
 # -------------------------------------------------------------------------- matmul/linear

@@ -13,12 +13,52 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 
 import numpy as np
 from numba import cuda
 from numba.cuda import config as _config
 
 SIMULATOR = bool(_config.ENABLE_CUDASIM)
+
+
+def _thread_safe_simulator_shared():
+    """Make the simulator's ``cuda.shared.array`` safe for the threads of one block.
+
+    Numba's ``FakeCUDAShared.array`` finds a block's array by the caller's (file, line) with a
+    check-then-insert: a thread switched out between the lookup and the insert (likelier at
+    ``launch``'s short switch interval on a loaded machine) lets others of its block create
+    arrays of their own, so the block no longer shares memory and e.g. one row of a gemm tile
+    reads uninitialised staging. Here the lookup and insert happen under one lock."""
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+    from numba.core import types
+
+    cls = kernelapi.FakeCUDAShared
+    if getattr(cls.array, "_pyengine_thread_safe", False):
+        return
+    original = cls.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory, or Numba's own error
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)
+        with lock:
+            res = self._allocations.get(key)
+            if res is None:
+                res = self._allocations[key] = np.empty(shape, dtype)
+        return res
+
+    array._pyengine_thread_safe = True
+    cls.array = array
+
+
+if SIMULATOR:
+    _thread_safe_simulator_shared()
 
 # (module, name, python function, signatures, device?) of every kernel and device function
 REGISTRY: list = []
