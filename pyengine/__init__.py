@@ -32,6 +32,8 @@ reshape, flatten, squeeze, unsqueeze = Tensor.reshape, Tensor.flatten, Tensor.sq
 transpose, permute, masked_fill, clone = Tensor.transpose, Tensor.permute, Tensor.masked_fill, Tensor.clone
 max, min, isnan, isfinite = Tensor.max, Tensor.min, Tensor.isnan, Tensor.isfinite
 is_floating_point, numel = Tensor.is_floating_point, Tensor.numel
+sigmoid, tanh, relu, pow = Tensor.sigmoid, Tensor.tanh, Tensor.relu, Tensor.pow
+softmax, log_softmax = Tensor.softmax, Tensor.log_softmax
 
 _LAZY = ("nn", "optim", "data", "models")
 

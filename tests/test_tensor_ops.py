@@ -101,6 +101,21 @@ def test_unary(rng, name, op, ref, positive):
     assert gradcheck(op, (a,))
 
 
+@pytest.mark.parametrize("name,args", [("sigmoid", ()), ("tanh", ()), ("relu", ()), ("softmax", (1,)),
+                                       ("log_softmax", (-1,)), ("pow", (3,))])
+def test_function_forms_like_torch(rng, name, args):
+    """torch.sigmoid(x), torch.softmax(x, 1), ...: the function forms tutorials write."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    a, t = pe.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, ref = getattr(pe, name)(a, *args), getattr(torch, name)(t, *args)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+    g = rng.standard_normal((4, 5)).astype(np.float32)
+    out.backward(pe.tensor(g))
+    ref.backward(torch.tensor(g))
+    np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_where(rng):
     a, b = t64(rng, 4, 3), t64(rng, 3)
     cond = pe.tensor(rng.standard_normal((4, 3)) > 0)
