@@ -10,7 +10,7 @@ import importlib
 
 from . import autograd, backends, cuda
 from .cuda import device
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .ops.creation import (arange, empty, empty_like, from_numpy, full, full_like, linspace, manual_seed,
                            ones, ones_like, rand, rand_like, randint, randn, randn_like, tensor, zeros,
                            zeros_like)

@@ -60,6 +60,23 @@ class enable_grad(_FixedMode):
     _mode = True
 
 
+class inference_mode(set_grad_enabled):
+    """``with pe.inference_mode():``, ``@pe.inference_mode()`` or bare ``@pe.inference_mode``,
+    as in PyTorch: no graph is recorded inside, and ``inference_mode(False)`` turns grad mode
+    on. Differs from PyTorch: pyengine has no inference tensors, so this is ``no_grad`` and
+    its results may enter autograd later."""
+
+    def __new__(cls, mode=True):
+        self = super().__new__(cls)
+        if callable(mode):
+            self.__init__()
+            return self(mode)
+        return self
+
+    def __init__(self, mode: bool = True):
+        super().__init__(not mode)
+
+
 @contextlib.contextmanager
 def detect_anomaly():
     """Inside, a NaN or inf produced by a backward raises naming the Function."""

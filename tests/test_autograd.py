@@ -149,6 +149,29 @@ def test_no_grad_and_enable_grad(rng):
     assert pe.is_grad_enabled()
 
 
+def test_inference_mode_like_torch():
+    torch = pytest.importorskip("torch")
+
+    def modes(m):
+        x, seen = m.ones(2, requires_grad=True), []
+        with m.inference_mode():
+            seen.append((x * 2).requires_grad)
+
+        @m.inference_mode()
+        def f(t):
+            return t * 2
+
+        @m.inference_mode
+        def g(t):
+            return t * 2
+        seen += [f(x).requires_grad, g(x).requires_grad, g.__name__]
+        with m.no_grad():
+            with m.inference_mode(False):
+                seen.append((x * 2).requires_grad)
+        return seen + [m.is_grad_enabled()]
+    assert modes(pe) == modes(torch) == [False, False, False, "g", True, True]
+
+
 def test_numpy_operand_on_the_left_keeps_the_graph(rng):
     x = leaf(rng, 3)
     y = np.array([1.0, 2.0, 3.0], np.float32) * x + np.float32(1.0)
