@@ -92,6 +92,23 @@ def test_adam_trajectory_matches_torch(rng, cls_name, options):
             np.testing.assert_allclose(opt.state[p][k].numpy(), topt.state[tp][k].numpy(), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("cls_name,options", [("SGD", dict(momentum=0.9)), ("Adam", {}), ("AdamW", {})])
+def test_a_tensor_learning_rate_steps_like_torch(rng, cls_name, options):
+    """lr=tensor(...) was accepted, then every step() raised 'operand Tensor does not support ufuncs'."""
+    torch = pytest.importorskip("torch")
+    start = rng.standard_normal((3, 4))
+    p, tp = nn.Parameter(pe.tensor(start)), torch.nn.Parameter(torch.tensor(start))
+    opt = getattr(optim, cls_name)([p], lr=pe.tensor(0.05), **options)
+    topt = getattr(torch.optim, cls_name)([tp], lr=torch.tensor(0.05), **options)
+    for _ in range(5):
+        g = rng.standard_normal((3, 4))
+        p.grad, tp.grad = pe.tensor(g), torch.tensor(g)
+        opt.step()
+        topt.step()
+    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_adamw_default_weight_decay_differs_from_adam(rng):
     """AdamW's default weight_decay is 0.01 and decoupled (the parameter shrinks by lr*wd
     before the Adam step), where Adam's default is no decay."""

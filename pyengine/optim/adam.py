@@ -40,7 +40,7 @@ class Adam(Optimizer):
                 state["step"] += 1
                 max_sq = state["max_exp_avg_sq"].data if amsgrad else None
                 backend.adam_step(p.data, grad, state["exp_avg"].data, state["exp_avg_sq"].data, max_sq,
-                                  state["step"], group["lr"], beta1, beta2, group["eps"],
+                                  state["step"], float(group["lr"]), beta1, beta2, group["eps"],
                                   group["weight_decay"], self._decoupled, amsgrad)
         return loss
 

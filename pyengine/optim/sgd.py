@@ -39,6 +39,6 @@ class SGD(Optimizer):
                         first = True
                         state["momentum_buffer"] = Tensor._make(backend.xp.zeros_like(p.data), p.device)
                     buf = state["momentum_buffer"].data
-                backend.sgd_step(p.data, grad, buf, group["lr"], momentum, group["dampening"],
+                backend.sgd_step(p.data, grad, buf, float(group["lr"]), momentum, group["dampening"],
                                  group["nesterov"], group["weight_decay"], first)
         return loss
