@@ -78,8 +78,9 @@ def _encode(obj, key, arrays):
         obj = obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return {"value": obj}
-    raise TypeError(f"cannot save {key!r} of type {type(obj).__name__}: pe.save takes Tensors, "
-                    "NumPy arrays, numbers, strings, None and dicts/lists/tuples of them")
+    hint = "; save its .state_dict() instead (no pickle)" if hasattr(obj, "state_dict") else ""
+    raise TypeError(f"cannot save {repr(key) if key else 'the object'} of type {type(obj).__name__}: pe.save "
+                    f"takes Tensors, NumPy arrays, numbers, strings, None and dicts/lists/tuples of them{hint}")
 
 
 def _claim(key, arrays):

@@ -334,6 +334,14 @@ def test_save_load_a_bare_tensor_like_torch_save(tmp_path, rng):
     np.testing.assert_array_equal(pe.load(tmp_path / "a.npy").numpy(), x)
 
 
+def test_saving_a_module_or_optimizer_points_to_state_dict(tmp_path):
+    model = pe.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"the object of type Linear.*save its .state_dict\(\) instead"):
+        pe.save(model, tmp_path / "model.npz")
+    with pytest.raises(TypeError, match=r"'opt' of type SGD.*state_dict"):
+        pe.save({"opt": pe.optim.SGD(model.parameters(), lr=0.1)}, tmp_path / "ckpt.npz")
+
+
 def test_load_names_files_it_cannot_read(tmp_path):
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
     with pytest.raises(ValueError, match="not a pe.save checkpoint"):
