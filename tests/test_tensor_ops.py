@@ -13,6 +13,22 @@ def t64(rng, *shape, positive=False):
     return pe.tensor(a, dtype=pe.float64, requires_grad=True)
 
 
+def off_kinks(a, kinks, margin=1e-3):
+    """``a`` with values within ``margin`` of a kink moved to 2 * margin from it: gradcheck's
+    central differences (step 1e-6) must not straddle a point where the op has no derivative."""
+    for k in kinks:
+        a = np.where(np.abs(a - k) < margin, k + np.where(a >= k, 2 * margin, -2 * margin), a)
+    return a
+
+
+def separated(rng, *shape, gap=1e-3):
+    """Normal draws, any two at least ``gap`` apart: no near-tie for max/min's central differences."""
+    a = rng.standard_normal(shape)
+    flat = a.reshape(-1)
+    flat[np.argsort(flat)] += gap * np.arange(flat.size)
+    return pe.tensor(a, dtype=pe.float64, requires_grad=True)
+
+
 def close(t, ref, tol=1e-12):
     assert t.shape == tuple(np.shape(ref)), (t.shape, np.shape(ref))
     np.testing.assert_allclose(t.detach().numpy(), ref, rtol=tol, atol=tol)
@@ -94,9 +110,14 @@ UNARY = [
 ]
 
 
+KINKS = {"abs": (0.0,), "clamp": (-0.3, 0.4), "clamp_min": (0.1,), "clamp_max": (0.2,)}
+
+
 @pytest.mark.parametrize("name,op,ref,positive", UNARY, ids=[u[0] for u in UNARY])
 def test_unary(rng, name, op, ref, positive):
     a = t64(rng, 3, 17, positive=positive)
+    if name in KINKS:  # |x| = 1e-7 failed abs at PYENGINE_TEST_SEED=23339
+        a = pe.tensor(off_kinks(a.detach().numpy(), KINKS[name]), dtype=pe.float64, requires_grad=True)
     close(op(a), ref(a.detach().numpy()))
     assert gradcheck(op, (a,))
 
@@ -179,7 +200,7 @@ def test_var_unbiased_flag(rng):
 @pytest.mark.parametrize("dim", [0, 1, -1])
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_max_min_dim_return_values_and_indices(rng, dim, keepdim):
-    a = t64(rng, 4, 17)
+    a = separated(rng, 4, 17)  # a top-two gap of 3e-7 failed at PYENGINE_TEST_SEED=2175
     x = a.detach().numpy()
     out = a.max(dim, keepdim)
     assert out.indices.dtype == pe.int64 and not out.indices.requires_grad
@@ -193,7 +214,7 @@ def test_max_min_dim_return_values_and_indices(rng, dim, keepdim):
 
 
 def test_full_max_amax_argmax(rng):
-    a = t64(rng, 3, 5)
+    a = separated(rng, 3, 5)
     x = a.detach().numpy()
     close(a.max(), x.max())
     close(a.min(), x.min())
@@ -299,7 +320,9 @@ INDEXES = [
 
 @pytest.mark.parametrize("name,op", INDEXES, ids=[i[0] for i in INDEXES])
 def test_getitem_forward_and_grad(rng, name, op):
-    a = t64(rng, 4, 5)
+    # off 0, where bool_mask's mask (t > 0) would change under the finite-difference step
+    # (an entry of 4e-7 failed at PYENGINE_TEST_SEED=32140)
+    a = pe.tensor(off_kinks(rng.standard_normal((4, 5)), (0.0,)), dtype=pe.float64, requires_grad=True)
     x = a.detach().numpy()
     got = op(a)
     ref = op(_NumpyIndexable(x))
