@@ -146,6 +146,24 @@ def test_recurrence_gradcheck(mode, reverse, bias, rng):
         assert gradcheck(fn, (xproj, h0, c0, w, b))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_recurrence_with_projection_gradcheck(reverse, bias, rng):
+    """The LSTM recurrence with the input projection inside it (w_ih, b_ih given, as the
+    modules call it), T = 3 and T = 1, in float64."""
+    B, H, n_in = 2, 3, 4
+    for T in (3, 1):
+        t = lambda *s: pe.tensor(rng.standard_normal(s), dtype=pe.float64, requires_grad=True)  # noqa: E731
+        x, h0, c0 = t(T, B, n_in), t(B, H), t(B, H)
+        w_ih, w_hh = t(4 * H, n_in), t(4 * H, H)
+        b_ih, b_hh = (t(4 * H), t(4 * H)) if bias else (None, None)
+
+        def fn(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+            return _run_recurrence("LSTM", x, (h0, c0), w_hh, b_hh, reverse, w_ih, b_ih)
+
+        assert gradcheck(fn, (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
+
+
 def test_lstm_state_carries_across_calls(rng):
     """A one-layer LSTM fed its own state in two halves equals one pass over the whole."""
     lstm = nn.LSTM(3, 8, batch_first=True)
