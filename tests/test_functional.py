@@ -222,7 +222,9 @@ def test_pools_accept_unbatched_chw(rng):
     np.testing.assert_array_equal(idx.numpy(), ref_idx[0])
     z = F.avg_pool2d(leaf(x), 3, 2, 1, count_include_pad=False)
     ref = avg_pool_ref(x[None], (3, 3), (2, 2), (1, 1), False, False, None)[0]
-    np.testing.assert_allclose(z.detach().numpy(), ref, rtol=1e-12)
+    # atol: a window mean near 0 (-2e-6 at PYENGINE_TEST_SEED=351, 1 seed in ~900) keeps the
+    # ~1e-16 rounding of summing O(1) values in another order
+    np.testing.assert_allclose(z.detach().numpy(), ref, rtol=1e-12, atol=1e-12)
 
 
 AVG_POOL_CASES = [
