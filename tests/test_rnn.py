@@ -220,6 +220,18 @@ def test_bad_inputs():
         nn.RNN(3, 4, nonlinearity="sigmoid")
 
 
+@pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM, nn.GRU])
+def test_input_dtype_must_match_the_weights(cls):
+    """As torch: 'input must have the type torch.float32, got type torch.int64' (it was
+    NumPy's ufunc casting error from inside the recurrence)."""
+    layer = cls(4, 3)
+    with pytest.raises(RuntimeError, match=r"float32.*got type.*int64"):
+        layer(pe.randint(0, 5, (2, 1, 4)))
+    with pytest.raises(RuntimeError, match=r"float32.*got type.*float64"):
+        layer(pe.randn(2, 1, 4, dtype=pe.float64))
+    assert layer.double()(pe.randn(2, 1, 4, dtype=pe.float64))[0].dtype == pe.float64
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_cuda_matches_cpu(mode, rng):

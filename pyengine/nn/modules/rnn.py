@@ -405,6 +405,10 @@ class RNNBase(Module):
                 f"Expected {self.input_size}, got {input.shape[-1]} (input shape "
                 f"{tuple(input.shape)})"
             )
+        weight = self.weight_ih_l0
+        if input.dtype != weight.dtype:
+            raise RuntimeError(f"{type(self).__name__}: input must have the type {weight.dtype} of the "
+                               f"weights, got type {input.dtype} (input shape {tuple(input.shape)})")
 
     def _initial_state(self, hx, batch, input, batched):
         """hx as PyTorch takes it, checked and returned in the batched (L*D, B, H) form."""
