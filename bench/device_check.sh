@@ -5,7 +5,11 @@
 #   3. gpu (and cudasim) tests        4. compute-sanitizer memcheck + racecheck on bench/gpu_smoke.py
 #   5. kernel benchmarks (native, nn, numba rows) -> $OUT/bench.json
 #   6. the pyengine bench suite (GPU against CPU, whole training steps) -> $OUT/suite.json
-#   7. the Markdown table, last on stdout and in $OUT/summary.md
+#   7. pyengine demo (native and numba against the CPU), its table into the log
+#   8. the Markdown table, last on stdout and in $OUT/summary.md
+# DEVICE_CHECK_SKIP="bench suite demo" leaves stages out; DEVICE_CHECK_SUITE_ARGS adds
+# arguments to stage 6 (e.g. "--families train"); DEVICE_CHECK_WORKERS sets the pytest-xdist
+# workers of stage 3 (default 6, 0 for one process).
 # Every stage runs under `timeout`, sized from what is left of the budget (DEVICE_CHECK_BUDGET
 # seconds, default 450: on an H100 the build takes ~40 s, the core gpu tests ~12 s, both
 # sanitizers ~12 s, the quick benchmarks ~16 s); a failing test run is recorded and the
@@ -56,9 +60,13 @@ t0=$(date +%s)
 # SIGINT at the stage limit lets pytest still write its summary and the junit XML; a per-test
 # limit (pytest-timeout, where installed) keeps one hung test from eating the stage.
 PER_TEST=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90")
+# pytest-xdist (on the lent machines' image) spreads the tests over a few processes sharing the
+# GPU; DEVICE_CHECK_WORKERS=0 runs them in one process.
+WORKERS=${DEVICE_CHECK_WORKERS:-6}
+XDIST=$( ((WORKERS > 0)) && python3 -c "import xdist" 2>/dev/null && echo "-n $WORKERS")
 # shellcheck disable=SC2086
 PYENGINE_DEVICE_TESTS=1 timeout -s INT -k 15 "$(stage_timeout 150 60)" python3 -m pytest ${DEVICE_CHECK_TESTS:-} \
-  -m "gpu or cudasim" -q -rfE $PER_TEST --maxfail=25 -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" >"$OUT/pytest.log" 2>&1
+  -m "gpu or cudasim" -q -rfE $PER_TEST $XDIST --maxfail=25 -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" >"$OUT/pytest.log" 2>&1
 rc=$?
 grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -30 | tee -a "$LOG"
 tail -3 "$OUT/pytest.log" | tee -a "$LOG"
@@ -75,21 +83,37 @@ for tool in memcheck racecheck; do
   record "$tool" "$( ((rc == 0)) && echo clean || echo "rc=$rc (see sanitizer.log)")" "$t0"
 done
 
+# DEVICE_CHECK_SKIP names stages to leave out, e.g. "bench" or "bench suite".
+skip() { [[ " ${DEVICE_CHECK_SKIP:-} " == *" $1 "* ]]; }
+
 say "5. benchmarks"
 t0=$(date +%s)
+if skip bench; then record benchmarks skipped "$t0"; else
 timeout "$(stage_timeout 90 60)" python3 bench/gpu_bench.py --quick --out "$OUT/bench.json" \
   --summary "$OUT/summary.md" >>"$LOG" 2>&1
 rc=$?
 record benchmarks "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
+fi
 
 say "6. pyengine bench suite (GPU and CPU side by side)"
 t0=$(date +%s)
-timeout "$(stage_timeout 90 3)" python3 -m pyengine.cli bench --quick --device all --out /tmp/suite >>"$LOG" 2>&1
+if skip suite; then record "bench suite" skipped "$t0"; else
+timeout "$(stage_timeout 90 3)" python3 -m pyengine.cli bench --quick --device all ${DEVICE_CHECK_SUITE_ARGS:-} --out /tmp/suite >>"$LOG" 2>&1
 rc=$?
 cp /tmp/suite/bench.json "$OUT/suite.json" 2>/dev/null
 record "bench suite" "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
+fi
 
-say "7. summary"
+say "7. pyengine demo on every provider (the README's first command, shorter)"
+t0=$(date +%s)
+if skip demo; then record demo skipped "$t0"; else
+timeout "$(stage_timeout 60 3)" python3 -m pyengine.cli demo --steps "${DEVICE_CHECK_DEMO_STEPS:-40}" --kernels both \
+  --out /tmp/demo >>"$LOG" 2>&1
+rc=$?
+record demo "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
+fi
+
+say "8. summary"
 STAGES=$(printf '| stage | result | time |\n|---|---|---:|\n'; printf '%s\n' "${RESULTS[@]}")
 [ -f "$OUT/summary.md" ] || echo "(no benchmark table: see device_check.log)" >"$OUT/summary.md"
 printf '\n%s\n' "$STAGES" >>"$OUT/summary.md"
