@@ -66,7 +66,7 @@ WORKERS=${DEVICE_CHECK_WORKERS:-6}
 XDIST=$( ((WORKERS > 0)) && python3 -c "import xdist" 2>/dev/null && echo "-n $WORKERS")
 # shellcheck disable=SC2086
 PYENGINE_DEVICE_TESTS=1 timeout -s INT -k 15 "$(stage_timeout 150 60)" python3 -m pytest ${DEVICE_CHECK_TESTS:-} \
-  -m "gpu or cudasim" -q -rfE $PER_TEST $XDIST --maxfail=25 -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" >"$OUT/pytest.log" 2>&1
+  -m "gpu or cudasim" -q -rfE $PER_TEST $XDIST --maxfail=150 -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" >"$OUT/pytest.log" 2>&1
 rc=$?
 grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -30 | tee -a "$LOG"
 tail -3 "$OUT/pytest.log" | tee -a "$LOG"

@@ -136,3 +136,21 @@ def test_pool_and_activation_launchers_reject_bad_arguments():
         c.max_pool2d_forward((1, 1, 4, 4), (1, 1, 2, 2), (2, 2), (0, 1), (0, 0), (1, 1), 0, 0, 0, 0)
     with pytest.raises(ValueError, match="unknown activation code 42"):
         c.activation_forward(42, 0.0, 0, 0, 4, 0)
+
+
+@pytest.mark.parametrize("shape, strides, expect", [
+    ((5, 3), (12, 4), (3, 1)),     # row-major
+    ((5, 3), (4, 20), (1, 5)),     # column-major (a transposed view)
+    ((5, 3), (0, 0), (None, None)),  # a broadcast scalar: neither layout, the caller copies
+    ((5, 3), (0, 4), (None, None)),  # a broadcast row
+])
+def test_matrix_strides_is_unpackable_for_every_layout(shape, strides, expect):
+    # On the H100, the gradient of y.sum() (ones broadcast with strides (0, 0)) reached the
+    # GEMM and `view, (rs, cs) = _matrix_strides(x)` failed on a bare None. NumPy arrays
+    # stand in for CuPy's here: the function reads only shape, strides and itemsize.
+    import numpy as np
+    base = np.zeros(64, np.float32)
+    x = np.lib.stride_tricks.as_strided(base, shape, strides)
+    view, (rs, cs) = cb._matrix_strides(x)
+    assert (rs, cs) == expect
+    assert (view is None) == (expect == (None, None))

@@ -349,3 +349,14 @@ def test_adam_step(rng, decoupled, amsgrad):
                      1e-8, 0.1, decoupled, amsgrad)
     close(dp, p, rtol=1e-5, atol=1e-6)
     close(dstate[1], state[1], rtol=1e-5, atol=1e-7)
+
+
+def test_numpy_without_row_stack_gets_the_alias_numba_cuda_needs(monkeypatch):
+    # numba-cuda registers an overload for np.row_stack when its array support loads; NumPy
+    # 2.5 removed the alias, and every launch on the H100's image failed until this shim.
+    import numpy as np
+    from pyengine.backend import _numba_kernels
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    assert not hasattr(np, "row_stack")
+    _numba_kernels._numpy_compat()
+    assert np.row_stack is np.vstack

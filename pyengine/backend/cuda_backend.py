@@ -157,7 +157,8 @@ def _batch_stride(x, batch_shape):
 
 def _matrix_strides(x):
     """(x, (row, col) strides in elements) when one axis has unit stride and the other a
-    positive one (the kernel's layouts), else (None, None): the caller copies."""
+    positive one (the kernel's layouts), else (None, (None, None)): the caller copies (a
+    broadcast scalar, strides (0, 0), is such a case)."""
     rows, cols = x.shape[-2:]
     if x.size == 0:  # k == 0: nothing is read, any layout will do
         return x, (max(cols, 1), 1)
@@ -166,7 +167,7 @@ def _matrix_strides(x):
         return x, (rs if rows > 1 else cols, 1)
     if (rs == 1 or rows == 1) and (cols == 1 or cs > 0):
         return x, (1, cs if cols > 1 else rows)
-    return None, None
+    return None, (None, None)
 
 
 def _gemm(a, b, op, out=None):

@@ -138,7 +138,7 @@ def _show_text(model, device: str, prompt: str = "The ", chars: int = 80) -> dic
     tok = default_corpus().tokenizer
     pe.manual_seed(0)
     idx = pe.tensor(tok.encode(prompt)[None], device=device)
-    return {"sample": tok.decode(model.generate(idx, chars, temperature=0.8).numpy()[0])}
+    return {"sample": tok.decode(model.generate(idx, chars, temperature=0.8).cpu().numpy()[0])}
 
 
 MATMUL_N = 1024

@@ -16,8 +16,23 @@ import sys
 import threading
 
 import numpy as np
-from numba import cuda
-from numba.cuda import config as _config
+
+
+def _numpy_compat():
+    """Give NumPy back ``np.row_stack`` where it lacks it, before numba-cuda looks for it.
+
+    NumPy 2.5 removed ``row_stack`` (an alias of ``vstack``, deprecated since 2.0), while
+    numba-cuda's array support still registers an overload for it when it loads, at the
+    first kernel compile: with NumPy 2.5 every launch then failed with AttributeError (seen
+    on the lent H100's image, numba-cuda with NumPy 2.5.2). The alias is what NumPy had."""
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
+_numpy_compat()
+
+from numba import cuda  # noqa: E402  (after the NumPy shim above)
+from numba.cuda import config as _config  # noqa: E402
 
 SIMULATOR = bool(_config.ENABLE_CUDASIM)
 
