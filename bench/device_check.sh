@@ -63,10 +63,12 @@ PER_TEST=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90"
 # pytest-xdist (on the lent machines' image) spreads the tests over a few processes sharing the
 # GPU; DEVICE_CHECK_WORKERS=0 runs them in one process.
 WORKERS=${DEVICE_CHECK_WORKERS:-6}
+# DEVICE_CHECK_JUNIT=0 leaves out the junit XML (frees one of $OUT's 8 files).
+JUNIT=$( [[ ${DEVICE_CHECK_JUNIT:-1} == 0 ]] || echo "--junitxml=$OUT/gpu-tests.xml")
 XDIST=$( ((WORKERS > 0)) && python3 -c "import xdist" 2>/dev/null && echo "-n $WORKERS")
 # shellcheck disable=SC2086
 PYENGINE_DEVICE_TESTS=1 timeout -s INT -k 15 "$(stage_timeout 150 60)" python3 -m pytest ${DEVICE_CHECK_TESTS:-} \
-  -m "gpu or cudasim" -q -rfE $PER_TEST $XDIST --maxfail=150 -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" >"$OUT/pytest.log" 2>&1
+  -m "gpu or cudasim" -q -rfE $PER_TEST $XDIST --maxfail=150 -p no:cacheprovider $JUNIT >"$OUT/pytest.log" 2>&1
 rc=$?
 grep -E "^(FAILED|ERROR) " "$OUT/pytest.log" | head -30 | tee -a "$LOG"
 tail -3 "$OUT/pytest.log" | tee -a "$LOG"
