@@ -8,7 +8,7 @@
 #   7. pyengine demo (native and numba against the CPU), its table into the log
 #   8. the Markdown table, last on stdout and in $OUT/summary.md
 # DEVICE_CHECK_SKIP="bench suite demo" leaves stages out; DEVICE_CHECK_SUITE_ARGS adds
-# arguments to stage 6 (e.g. "--families train"); DEVICE_CHECK_WORKERS sets the pytest-xdist
+# arguments to stage 6 (e.g. "--families train") and DEVICE_CHECK_DEMO_ARGS to stage 7 (e.g. "--sweep"); DEVICE_CHECK_WORKERS sets the pytest-xdist
 # workers of stage 3 (default 6, 0 for one process).
 # Every stage runs under `timeout`, sized from what is left of the budget (DEVICE_CHECK_BUDGET
 # seconds, default 450: on an H100 the build takes ~40 s, the core gpu tests ~12 s, both
@@ -110,7 +110,7 @@ say "7. pyengine demo on every provider (the README's first command, shorter)"
 t0=$(date +%s)
 if skip demo; then record demo skipped "$t0"; else
 timeout "$(stage_timeout 60 3)" python3 -m pyengine.cli demo --steps "${DEVICE_CHECK_DEMO_STEPS:-40}" --kernels both \
-  --out /tmp/demo >>"$LOG" 2>&1
+  ${DEVICE_CHECK_DEMO_ARGS:-} --out /tmp/demo >>"$LOG" 2>&1
 rc=$?
 record demo "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
 fi
