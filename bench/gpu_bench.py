@@ -131,8 +131,8 @@ def _memory_bound(quick, copy_gbps):
     rows.append(_bandwidth_row("max_pool 3x3/2 fwd", shape, _median_ms(
         lambda: cb.max_pool2d(px, (3, 3), (2, 2), (1, 1)), 3, reps), px.nbytes + y.nbytes + idx.nbytes, copy_gbps))
     rows.append(_bandwidth_row("max_pool 3x3/2 bwd", shape, _median_ms(
-        lambda: cb.max_pool2d_backward(gpool, idx, px.shape), 3, reps), gpool.nbytes + idx.nbytes + 2 * px.nbytes,
-        copy_gbps))
+        lambda: cb.max_pool2d_backward(gpool, idx, px.shape), 3, reps), gpool.nbytes + idx.nbytes + px.nbytes,
+        copy_gbps))  # gy and the indices read, gx written once: the minimum (a zero fill is not counted)
     ya = cb.avg_pool2d(px, (2, 2), (2, 2), (0, 0))
     rows.append(_bandwidth_row("avg_pool 2x2/2 fwd", shape, _median_ms(
         lambda: cb.avg_pool2d(px, (2, 2), (2, 2), (0, 0)), 3, reps), px.nbytes + ya.nbytes, copy_gbps))

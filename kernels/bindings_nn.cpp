@@ -68,4 +68,17 @@ void bind_nn(py::module_& m) {
   m.def("adam_step", &adam_step, "param"_a, "grad"_a, "exp_avg"_a, "exp_avg_sq"_a, "max_exp_avg_sq"_a,
         "n"_a, "step"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a, "weight_decay"_a, "decoupled"_a,
         "amsgrad"_a, "stream"_a, "Fused in-place Adam / AdamW (amsgrad) update.");
+
+  m.def("lstm_cell_forward", &lstm_cell_forward, "xg"_a, "xg_stride"_a, "hg"_a, "hg_stride"_a, "c_prev"_a,
+        "acts"_a, "acts_stride"_a, "c"_a, "tanh_c"_a, "h"_a, "n"_a, "stream"_a,
+        "One LSTM step's gates, cell and hidden state from gate-major pre-activation blocks.");
+  m.def("lstm_cell_backward", &lstm_cell_backward, "gh"_a, "dh_parts"_a, "parts"_a, "parts_stride"_a, "dc"_a,
+        "acts"_a, "acts_stride"_a, "c_prev"_a, "tanh_c"_a, "dgates"_a, "dgates_stride"_a, "dc_prev"_a, "n"_a,
+        "stream"_a, "One LSTM step's pre-activation gradients and dc_prev.");
+  m.def("gru_cell_forward", &gru_cell_forward, "xg"_a, "xg_stride"_a, "hg"_a, "hg_stride"_a, "b_hh"_a,
+        "h_prev"_a, "acts"_a, "acts_stride"_a, "hn"_a, "h"_a, "n"_a, "hidden"_a, "stream"_a,
+        "One GRU step's gates and hidden state; b_hh may be 0.");
+  m.def("gru_cell_backward", &gru_cell_backward, "gh"_a, "dh_parts"_a, "parts"_a, "parts_stride"_a, "carry"_a,
+        "acts"_a, "acts_stride"_a, "hn"_a, "h_prev"_a, "dxg"_a, "dxg_stride"_a, "dhg"_a, "dhg_stride"_a,
+        "carry_out"_a, "n"_a, "stream"_a, "One GRU step's pre-activation gradients; carry may be 0.");
 }

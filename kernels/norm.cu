@@ -21,11 +21,18 @@
 //      backward 0.155 ms (45%); 4096 x 16384 forward 0.218 ms (86%), backward 0.505 ms (55%).
 //      The backward's gw/gb stage re-reads gy and x column-wise: the next lead is to fold
 //      it into the row kernel's pass (per-block partial sums).
+//   kernel_version 2 of the backward (layer_norm_backward_fused, d <= 4096 with a weight):
+//      a resident grid of row groups computes gx and keeps each column's running sums of
+//      gy * xhat and gy in registers, one partial row per block, then a small column sum:
+//      gy and x are read once. Not yet measured on a GPU (bench/variants/membound.py).
+//      pyengine._C.set_kernel_version("layer_norm_backward", 1) restores v2 above (input
+//      kernel + two-stage column reduction).
 #include "common.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"
 
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 
 namespace pyengine {
@@ -214,6 +221,133 @@ __global__ void ln_params_final_kernel(const float* __restrict__ partial, float*
   gb[col] = ab;
 }
 
+// ---- Version 2 (kernel_version 2): the whole backward in one pass over gy and x ----
+
+// Each group (a warp, or the 512-thread block) walks rows r, r + stride, ... of a grid sized
+// to stay resident, computes gx as ln_bwd_input_regs does, and keeps its columns' running sums
+// of gy * xhat and gy in registers; the block then writes them as one partial row
+// (a block's warps add theirs through shared memory in warp order: deterministic), and
+// ln_params_sum adds the partial rows per column. gy and x are read once, where version 1's
+// ln_params_partial_kernel read both again column-wise.
+template <int G, int VEC, int NV>
+__global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 1 : 2)
+    ln_bwd_fused(const float* __restrict__ gy, const float* __restrict__ x, const float* __restrict__ w,
+                 const float* __restrict__ mean, const float* __restrict__ rstd, float* __restrict__ gx,
+                 float* __restrict__ partial, long long rows, int d) {
+  __shared__ float scratch[group_scratch<G>()];
+  __shared__ float sums[G == 32 ? 2 * kRowWarpMaxCols : 1];
+  const int t = threadIdx.x % G;
+  float aw[NV][VEC] = {}, ab[NV][VEC] = {};
+  for (long long row = group_row<G>(); row < rows; row += (long long)gridDim.x * rows_per_block<G>()) {
+    const float mu = mean[row], rs = rstd[row];
+    RowRegs<G, VEC, NV> g, xh;
+    g.load(gy + row * d, d, t, 0.f);  // zero padding adds nothing to any sum
+    xh.load(x + row * d, d, t, 0.f);
+    float sg = 0.f, sgx = 0.f;
+#pragma unroll
+    for (int k = 0; k < NV; ++k) {
+      float wv[VEC];
+      if (w && g.col(t, k) < d) load_vec<VEC>(w + g.col(t, k), wv);
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        xh.v[k][i] = (xh.v[k][i] - mu) * rs;
+        aw[k][i] += g.v[k][i] * xh.v[k][i];
+        ab[k][i] += g.v[k][i];
+        if (w) g.v[k][i] = g.col(t, k) < d ? __fmul_rn(g.v[k][i], wv[i]) : 0.f;
+        sg += g.v[k][i];
+        sgx += g.v[k][i] * xh.v[k][i];
+      }
+    }
+    sg = group_sum<G>(sg, scratch) / d;
+    sgx = group_sum<G>(sgx, scratch) / d;
+#pragma unroll
+    for (int k = 0; k < NV; ++k)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) g.v[k][i] = rs * (g.v[k][i] - sg - xh.v[k][i] * sgx);
+    g.store(gx + row * d, d, t);
+  }
+  float* out = partial + blockIdx.x * 2LL * d;
+  if constexpr (G == 32) {
+    const int warp = threadIdx.x / 32;
+    for (int wi = 0; wi < kRowWarpsPerBlock; ++wi) {
+      if (warp == wi) {
+#pragma unroll
+        for (int k = 0; k < NV; ++k)
+#pragma unroll
+          for (int i = 0; i < VEC; ++i) {
+            const int c = RowRegs<G, VEC, NV>::col(t, k) + i;
+            if (c < d) {
+              sums[c] = wi ? sums[c] + aw[k][i] : aw[k][i];
+              sums[d + c] = wi ? sums[d + c] + ab[k][i] : ab[k][i];
+            }
+          }
+      }
+      __syncthreads();
+    }
+    for (int c = threadIdx.x; c < 2 * d; c += blockDim.x) out[c] = sums[c];
+  } else {
+#pragma unroll
+    for (int k = 0; k < NV; ++k)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        const int c = RowRegs<G, VEC, NV>::col(t, k) + i;
+        if (c < d) {
+          out[c] = aw[k][i];
+          out[d + c] = ab[k][i];
+        }
+      }
+  }
+}
+
+// gw, gb from `chunks` partial rows: a block (32 columns, kSumThreadsY) strides down the
+// chunks, then adds its kSumThreadsY sums in a fixed order (v1's final kernel walked every
+// chunk with one thread per column).
+constexpr int kSumThreadsY = 16;
+
+__global__ void ln_params_sum(const float* __restrict__ partial, float* __restrict__ gw, float* __restrict__ gb,
+                              int chunks, int d) {
+  __shared__ float sw[kSumThreadsY][kColStrip + 1], sb[kSumThreadsY][kColStrip + 1];
+  const int col = blockIdx.x * kColStrip + threadIdx.x;
+  float aw = 0.f, ab = 0.f;
+  if (col < d)
+    for (int i = threadIdx.y; i < chunks; i += kSumThreadsY) {
+      aw += partial[i * 2LL * d + col];
+      ab += partial[i * 2LL * d + d + col];
+    }
+  sw[threadIdx.y][threadIdx.x] = aw;
+  sb[threadIdx.y][threadIdx.x] = ab;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < d) {
+    for (int i = 1; i < kSumThreadsY; ++i) {
+      aw += sw[i][threadIdx.x];
+      ab += sb[i][threadIdx.x];
+    }
+    gw[col] = aw;
+    gb[col] = ab;
+  }
+}
+
+// The fused kernel takes rows whose per-thread share (and its two running sums) fit the
+// registers: up to 1024 columns on a warp, up to 4096 on a 512-thread block.
+constexpr int kFusedMaxCols = 4096;
+
+template <int G, int VEC, int NV>
+constexpr bool fused_fits() { return G == 32 ? NV * VEC <= 32 : NV * VEC <= 8; }
+
+int sm_count() {
+  static const int sms = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      v = 132;
+    return v;
+  }();
+  return sms;
+}
+
+// The caller's scratch bounds the fused grid at this many blocks per SM; the launch takes
+// what the kernel's occupancy allows (one resident wave), at most that.
+constexpr int kFusedMaxBlocksPerSm = 16;
+
 std::string desc(const char* name, long long rows, int d) {
   return std::string(name) + " rows=" + std::to_string(rows) + " d=" + std::to_string(d);
 }
@@ -287,6 +421,44 @@ void layer_norm_backward_params(std::uintptr_t gy, std::uintptr_t x, std::uintpt
   ln_params_final_kernel<<<ceil_div(d, 256), 256, 0, st>>>(dptr<const float>(partial), dptr<float>(gw),
                                                            dptr<float>(gb), chunks, d);
   check_launch(desc("layer_norm_backward_params (final)", rows, d));
+}
+
+}  // namespace pyengine
+
+namespace pyengine {
+
+int layer_norm_fused_partial_rows(long long rows, int d) {
+  if (rows <= 0 || d <= 0 || d > kFusedMaxCols || kernel_version("layer_norm_backward") != 2) return 0;
+  const long long blocks = d <= kRowWarpMaxCols ? row_blocks<32>(rows) : row_blocks<kRowBlockThreads>(rows);
+  return static_cast<int>(std::min<long long>(blocks, (long long)sm_count() * kFusedMaxBlocksPerSm));
+}
+
+void layer_norm_backward_fused(std::uintptr_t gy, std::uintptr_t x, std::uintptr_t weight,
+                               std::uintptr_t mean, std::uintptr_t rstd, std::uintptr_t gx,
+                               std::uintptr_t partial, std::uintptr_t gw, std::uintptr_t gb, long long rows,
+                               int d, std::uintptr_t stream) {
+  const int cap = layer_norm_fused_partial_rows(rows, d);
+  if (cap == 0)
+    throw std::invalid_argument("layer_norm_backward_fused: not available for" + desc("", rows, d) +
+                                " (layer_norm_fused_partial_rows is 0): use the two-kernel path");
+  const cudaStream_t st = as_stream(stream);
+  const bool vec = d % 4 == 0 && gy % 16 == 0 && x % 16 == 0 && weight % 16 == 0 && gx % 16 == 0;
+  int blocks = cap;
+  dispatch_row_regs(d, vec, [&](auto gc, auto v, auto nv) {
+    constexpr int G = decltype(gc)::value, VEC = decltype(v)::value, NV = decltype(nv)::value;
+    if constexpr (fused_fits<G, VEC, NV>()) {
+      int per_sm = 0;
+      CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, ln_bwd_fused<G, VEC, NV>, row_threads<G>(), 0));
+      blocks = std::max(1, std::min(cap, per_sm * sm_count()));
+      ln_bwd_fused<G, VEC, NV><<<blocks, row_threads<G>(), 0, st>>>(
+          dptr<const float>(gy), dptr<const float>(x), dptr<const float>(weight), dptr<const float>(mean),
+          dptr<const float>(rstd), dptr<float>(gx), dptr<float>(partial), rows, d);
+    }
+  });
+  check_launch(desc("layer_norm_backward_fused", rows, d));
+  ln_params_sum<<<ceil_div(d, kColStrip), dim3(kColStrip, kSumThreadsY), 0, st>>>(
+      dptr<const float>(partial), dptr<float>(gw), dptr<float>(gb), blocks, d);
+  check_launch(desc("layer_norm_backward_fused (sum)", rows, d));
 }
 
 }  // namespace pyengine

@@ -4,27 +4,39 @@
 // kernels), among equal maxima the first index is kept; average divisors follow
 // count_include_pad / divisor_override and ceil_mode's clipped last window.
 //
-// Technique: one thread per output (forward) or per input (average backward) element,
-// grid-stride, consecutive threads on consecutive columns so loads coalesce. Average
-// backward gathers from the windows that cover an input (no atomics, deterministic); max
-// backward scatters gy to its saved index with atomicAdd into a zeroed gx, because windows
-// may overlap and the backward gets only the indices, not the window geometry.
-// Memory-bound: floor = (bytes of x + y (+ indices)) / copy bandwidth.
+// Technique, kernel_version 1 (as of 2026-11-27): one thread per output (forward) or per
+// input (average backward) element, grid-stride, consecutive threads on consecutive columns
+// so loads coalesce, window loops with run-time bounds. Average backward gathers from the
+// windows that cover an input (no atomics, deterministic); max backward zero-fills gx, then
+// scatters gy to its saved index with global atomicAdd (windows may overlap, and the backward
+// gets only the indices, not the window geometry).
+// kernel_version 2: forward windows of 2x2 and 3x3 taps compiled, so every tap's load issues
+// before the first comparison; average backward with a thread per 4 input columns of a row
+// (the row's window span and the index decomposition once per 4 elements; float4 stores when
+// W % 4 == 0); max backward with a block per plane accumulating gy in shared memory
+// (shared-memory atomics at the saved indices), then writing the plane once: no zero fill, no
+// global atomics. Planes over the shared memory of a block (56K floats on an H100) take v1.
+// pyengine._C.set_kernel_version picks a version per family (kernel_versions.cpp).
+// Memory-bound: floor = (bytes of x + y (+ indices)) / copy bandwidth; max backward reads gy
+// and the indices and writes gx once.
 //
-// Measured (bench/device_check.sh; ceiling = measured D2D copy bandwidth, 2.8 TB/s):
+// Measured (bench/device_check.sh; ceiling = measured D2D copy bandwidth, 2.8 TB/s), one call
+// between CUDA events including the Python wrapper:
 //   v1 (64-bit index math) H100 80GB HBM3, 2026-11-27, x = (64, 64, 112, 112):
 //      max 3x3/2 fwd 1680 GB/s (0.60 of copy), bwd 1822 (0.66); avg 2x2/2 fwd 1906 (0.69), bwd 459 (0.17).
-//   v2 (32-bit index math when the size allows): max fwd 1824 GB/s (0.63), bwd 1807 (0.63);
-//      avg fwd 2068 (0.72), bwd 515 (0.18): the index width was not what held avg backward back
-//      (it writes 4x the bytes it reads, like the forward reads; not understood yet).
-//      Likely ALU-bound: per input pixel ~6 integer divisions by run-time strides plus an IEEE
-//      division per window (4x the forward's count). v3: __fdividef (2 ulp) for the divisor: ___
+//   v1 (32-bit index math when the size allows): max fwd 1824 GB/s (0.63), bwd 1807 (0.63);
+//      avg fwd 2068 (0.72), bwd 515 (0.18). __fdividef for the divisor: avg bwd 506 GB/s (0.18).
+//      (max bwd counted gx twice then, for the zero fill: 0.60 there is 0.38 by the minimum.)
+//   v2: not yet measured on a GPU (bench/variants/membound.py compares it with v1).
 #include "common.cuh"
 #include "kernels_core.h"
+#include "kernels_nn.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace pyengine {
 namespace {
@@ -124,6 +136,189 @@ __global__ void avg_pool_bwd(PoolShape s, bool include_pad, int override_, const
   }
 }
 
+// ---- Version 2 (kernel_version 2): fewer index divisions, unrolled taps, no zero fill ----
+
+// A window of KH x KW taps (0: the run-time s.kh / s.kw). Compile-time sizes let every tap's
+// load issue before the first comparison, where a run-time loop waits for each in turn.
+template <int K>
+__device__ __forceinline__ int taps(int runtime) { return K > 0 ? K : runtime; }
+
+template <int KH, int KW, typename I>
+__global__ void max_pool_fwd_v2(PoolShape s, const float* __restrict__ x, float* __restrict__ y,
+                                long long* __restrict__ idx, I total) {
+  const int kh = taps<KH>(s.kh), kw = taps<KW>(s.kw);
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    const I q = i / s.ow, plane = q / s.oh;
+    const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
+    const float* xp = x + (long long)plane * s.h * s.w;
+    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+    int hs = h0, ws = w0;  // the first in-bounds tap, as v1 and PyTorch
+    while (hs < 0) hs += s.dh;
+    while (ws < 0) ws += s.dw;
+    int arg = hs * s.w + ws;
+    float best = -INFINITY;
+    if constexpr (KH > 0 && KW > 0) {
+      // Out-of-bounds taps read as -inf, which neither beats best nor is NaN: skipped.
+      float v[KH][KW];
+#pragma unroll
+      for (int a = 0; a < KH; ++a)
+#pragma unroll
+        for (int b = 0; b < KW; ++b) {
+          const int ih = h0 + a * s.dh, iw = w0 + b * s.dw;
+          v[a][b] = (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w) ? xp[ih * s.w + iw] : -INFINITY;
+        }
+#pragma unroll
+      for (int a = 0; a < KH; ++a)
+#pragma unroll
+        for (int b = 0; b < KW; ++b)
+          if (v[a][b] > best || isnan(v[a][b])) {
+            best = v[a][b];
+            arg = (h0 + a * s.dh) * s.w + w0 + b * s.dw;
+          }
+    } else {
+      for (int a = 0; a < kh; ++a) {
+        const int ih = h0 + a * s.dh;
+        if (ih < 0 || ih >= s.h) continue;
+        for (int b = 0; b < kw; ++b) {
+          const int iw = w0 + b * s.dw;
+          if (iw < 0 || iw >= s.w) continue;
+          const float v = xp[ih * s.w + iw];
+          if (v > best || isnan(v)) {
+            best = v;
+            arg = ih * s.w + iw;
+          }
+        }
+      }
+    }
+    y[i] = best;
+    idx[i] = arg;
+  }
+}
+
+template <int KH, int KW, typename I>
+__global__ void avg_pool_fwd_v2(PoolShape s, bool include_pad, int override_, const float* __restrict__ x,
+                                float* __restrict__ y, I total) {
+  const int kh = taps<KH>(s.kh), kw = taps<KW>(s.kw);
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    const I q = i / s.ow, plane = q / s.oh;
+    const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
+    const float* xp = x + (long long)plane * s.h * s.w;
+    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+    float sum = 0.f;
+    if constexpr (KH > 0 && KW > 0) {
+      float v[KH][KW];  // taps in the padding read as 0 and add nothing, in v1's order
+#pragma unroll
+      for (int a = 0; a < KH; ++a)
+#pragma unroll
+        for (int b = 0; b < KW; ++b) {
+          const int ih = h0 + a, iw = w0 + b;
+          v[a][b] = (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w) ? xp[ih * s.w + iw] : 0.f;
+        }
+#pragma unroll
+      for (int a = 0; a < KH; ++a)
+#pragma unroll
+        for (int b = 0; b < KW; ++b) sum += v[a][b];
+    } else {
+      const int hb = max(h0, 0), wb = max(w0, 0), he = min(h0 + kh, s.h), we = min(w0 + kw, s.w);
+      for (int ih = hb; ih < he; ++ih)
+        for (int iw = wb; iw < we; ++iw) sum += xp[ih * s.w + iw];
+    }
+    y[i] = __fdividef(sum, avg_divisor(s, oh, ow, include_pad, override_));
+  }
+}
+
+// First and last window index (lo, hi) covering input coordinate a along one axis: windows
+// o with o*stride - pad <= a < o*stride - pad + k. Floor division: a + pad - k may be negative.
+struct Span {
+  int lo, hi;
+};
+__device__ __forceinline__ Span covering(int a, int k, int stride, int pad, int n_out) {
+  const int top = a + pad, bottom = top - k;
+  const int below = bottom >= 0 ? bottom / stride : -((-bottom + stride - 1) / stride);
+  return {max(0, below + 1), min(n_out - 1, top / stride)};
+}
+
+// Average backward, gathered: a thread owns kAvgCols consecutive input columns of one row, so
+// the row's window span and the flat-index decomposition are computed once per kAvgCols
+// elements (v1 spent six run-time divisions per element), and writes a float4 when aligned.
+constexpr int kAvgCols = 4;
+
+template <typename I>
+__global__ void avg_pool_bwd_v2(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
+                                float* __restrict__ gx, I total_chunks, bool vec4) {
+  const int chunks = (s.w + kAvgCols - 1) / kAvgCols;
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total_chunks; i += (I)gridDim.x * blockDim.x) {
+    const I row = i / chunks;  // plane * h + ih
+    const I plane = row / s.h;
+    const int ih = static_cast<int>(row - plane * s.h), iw0 = static_cast<int>(i - row * chunks) * kAvgCols;
+    const float* gp = gy + (long long)plane * s.oh * s.ow;
+    const Span hs = covering(ih, s.kh, s.sh, s.ph, s.oh);
+    float out[kAvgCols];
+#pragma unroll
+    for (int c = 0; c < kAvgCols; ++c) {
+      const int iw = iw0 + c;
+      float sum = 0.f;
+      if (iw < s.w) {
+        const Span ws = covering(iw, s.kw, s.sw, s.pw, s.ow);
+        for (int oh = hs.lo; oh <= hs.hi; ++oh)
+          for (int ow = ws.lo; ow <= ws.hi; ++ow)
+            sum += __fdividef(gp[oh * s.ow + ow], avg_divisor(s, oh, ow, include_pad, override_));
+      }
+      out[c] = sum;
+    }
+    float* dst = gx + (long long)row * s.w + iw0;
+    if (vec4) {
+      *reinterpret_cast<float4*>(dst) = make_float4(out[0], out[1], out[2], out[3]);
+    } else {
+#pragma unroll
+      for (int c = 0; c < kAvgCols; ++c)
+        if (iw0 + c < s.w) dst[c] = out[c];
+    }
+  }
+}
+
+// Max backward without a zero fill or global atomics: a block owns one plane, adds gy into
+// the plane held in shared memory at the saved indices (shared-memory atomics: windows may
+// overlap), then writes the plane once, float4 when aligned. Planes larger than shared memory
+// take v1's path.
+constexpr int kPlaneThreads = 512;
+
+__global__ void max_pool_bwd_plane(int in_plane, int out_plane, const float* __restrict__ gy,
+                                   const long long* __restrict__ idx, float* __restrict__ gx, bool vec4) {
+  extern __shared__ float4 acc4[];  // float4: the plane is read back 16 bytes at a time
+  float* acc = reinterpret_cast<float*>(acc4);
+  const long long plane = blockIdx.x;
+  for (int j = threadIdx.x; j < in_plane; j += blockDim.x) acc[j] = 0.f;
+  __syncthreads();
+  const float* gp = gy + plane * out_plane;
+  const long long* ip = idx + plane * out_plane;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < out_plane; i += blockDim.x) {
+    const long long j = ip[i];
+    if (j >= 0 && j < in_plane) atomicAdd(acc + j, gp[i]);
+  }
+  __syncthreads();
+  float* dst = gx + plane * in_plane;
+  if (vec4) {
+    for (int j = threadIdx.x; j < in_plane / 4; j += blockDim.x)
+      reinterpret_cast<float4*>(dst)[j] = acc4[j];
+  } else {
+    for (int j = threadIdx.x; j < in_plane; j += blockDim.x) dst[j] = acc[j];
+  }
+}
+
+// Shared memory one block may use (opt-in above 48 KB), asked once.
+int max_shared_bytes() {
+  static const int bytes = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+      v = 48 * 1024;
+    return v;
+  }();
+  return bytes;
+}
+
 // 32-bit index arithmetic whenever the element count allows: the per-element divisions
 // that decompose a flat index cost several times more in 64 bits.
 template <class F>
@@ -146,6 +341,17 @@ void validate(const PoolShape& s, const char* op) {
   if (!ok) throw std::invalid_argument(std::string(op) + ": invalid geometry " + describe(op, s));
 }
 
+// Calls f(KH, KW) as integral_constants: 2x2 and 3x3 windows compiled, others at run time (0).
+template <int N>
+using IntC = std::integral_constant<int, N>;
+
+template <class F>
+void with_window(const PoolShape& s, F&& f) {
+  if (s.kh == 2 && s.kw == 2) f(IntC<2>{}, IntC<2>{});
+  else if (s.kh == 3 && s.kw == 3) f(IntC<3>{}, IntC<3>{});
+  else f(IntC<0>{}, IntC<0>{});
+}
+
 }  // namespace
 
 void max_pool2d_forward(const PoolShape& s, std::uintptr_t x, std::uintptr_t y, std::uintptr_t idx,
@@ -153,9 +359,17 @@ void max_pool2d_forward(const PoolShape& s, std::uintptr_t x, std::uintptr_t y, 
   validate(s, "max_pool2d");
   const long long total = (long long)s.nc * s.oh * s.ow;
   if (total == 0) return;
+  const cudaStream_t st = as_stream(stream);
+  const int blocks = grid_for(total, kThreads);
   with_index(total, [&](auto t) {
-    max_pool_fwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
-        s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
+    if (kernel_version("max_pool2d_forward") == 1) {
+      max_pool_fwd<<<blocks, kThreads, 0, st>>>(s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
+      return;
+    }
+    with_window(s, [&](auto kh, auto kw) {
+      max_pool_fwd_v2<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
+          s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
+    });
   });
   check_launch(describe("max_pool2d_forward", s));
 }
@@ -163,7 +377,19 @@ void max_pool2d_forward(const PoolShape& s, std::uintptr_t x, std::uintptr_t y, 
 void max_pool2d_backward(const PoolShape& s, std::uintptr_t gy, std::uintptr_t idx, std::uintptr_t gx,
                          std::uintptr_t stream) {
   const long long total = (long long)s.nc * s.oh * s.ow;
+  const long long in_plane = (long long)s.h * s.w;
   cudaStream_t st = as_stream(stream);
+  const long long smem = 4 * in_plane;
+  if (kernel_version("max_pool2d_backward") == 2 && s.nc > 0 && in_plane > 0 && smem <= max_shared_bytes()) {
+    if (smem > 48 * 1024)
+      CUDA_CHECK(cudaFuncSetAttribute(max_pool_bwd_plane, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const int threads = (int)std::min<long long>(kPlaneThreads, ceil_div<long long>(in_plane, 32) * 32);
+    const bool vec4 = in_plane % 4 == 0 && gx % 16 == 0;
+    max_pool_bwd_plane<<<s.nc, threads, (size_t)smem, st>>>((int)in_plane, s.oh * s.ow, dptr<const float>(gy),
+                                                            dptr<const long long>(idx), dptr<float>(gx), vec4);
+    check_launch(describe("max_pool2d_backward (plane in shared memory)", s));
+    return;
+  }
   CUDA_CHECK(cudaMemsetAsync(dptr<float>(gx), 0, sizeof(float) * (size_t)s.nc * s.h * s.w, st));
   if (total == 0) return;
   with_index(total, [&](auto t) {
@@ -178,9 +404,18 @@ void avg_pool2d_forward(const PoolShape& s, bool count_include_pad, int divisor_
   validate(s, "avg_pool2d");
   const long long total = (long long)s.nc * s.oh * s.ow;
   if (total == 0) return;
+  const cudaStream_t st = as_stream(stream);
+  const int blocks = grid_for(total, kThreads);
   with_index(total, [&](auto t) {
-    avg_pool_fwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
-        s, count_include_pad, divisor_override, dptr<const float>(x), dptr<float>(y), t);
+    if (kernel_version("avg_pool2d_forward") == 1) {
+      avg_pool_fwd<<<blocks, kThreads, 0, st>>>(s, count_include_pad, divisor_override, dptr<const float>(x),
+                                                dptr<float>(y), t);
+      return;
+    }
+    with_window(s, [&](auto kh, auto kw) {
+      avg_pool_fwd_v2<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
+          s, count_include_pad, divisor_override, dptr<const float>(x), dptr<float>(y), t);
+    });
   });
   check_launch(describe("avg_pool2d_forward", s));
 }
@@ -190,10 +425,20 @@ void avg_pool2d_backward(const PoolShape& s, bool count_include_pad, int divisor
   validate(s, "avg_pool2d");
   const long long total = (long long)s.nc * s.h * s.w;
   if (total == 0) return;
-  with_index(total, [&](auto t) {
-    avg_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, as_stream(stream)>>>(
-        s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t);
-  });
+  const cudaStream_t st = as_stream(stream);
+  if (kernel_version("avg_pool2d_backward") == 1) {
+    with_index(total, [&](auto t) {
+      avg_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, st>>>(s, count_include_pad, divisor_override,
+                                                                   dptr<const float>(gy), dptr<float>(gx), t);
+    });
+  } else {
+    const long long chunks = (long long)s.nc * s.h * ceil_div(s.w, kAvgCols);
+    const bool vec4 = s.w % kAvgCols == 0 && gx % 16 == 0;
+    with_index(chunks, [&](auto t) {
+      avg_pool_bwd_v2<<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
+          s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
+    });
+  }
   check_launch(describe("avg_pool2d_backward", s));
 }
 

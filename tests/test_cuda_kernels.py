@@ -267,11 +267,26 @@ POOLS = [
     ((2, 3, 17, 33), (3, 3), (2, 2), (1, 1), (1, 1), True),
     ((1, 5, 65, 17), (3, 2), (1, 2), (1, 0), (2, 1), False),
     ((3, 2, 129, 127), (4, 4), (3, 3), (2, 1), (1, 1), True),
+    ((2, 3, 16, 32), (3, 3), (2, 2), (1, 1), (2, 2), False),  # compiled 3x3 taps, dilated; planes % 4 == 0
+    ((1, 2, 260, 260), (2, 2), (2, 2), (0, 0), (1, 1), False),  # a plane larger than shared memory
 ]
+
+POOL_FAMILIES = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward")
+
+
+@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+def pool_version(request):
+    """Every pooling kernel at kernel version 1 (as of 2026-11-27) or 2 (the rework)."""
+    from pyengine import _C
+    for family in POOL_FAMILIES:
+        _C.set_kernel_version(family, request.param)
+    yield request.param
+    for family in POOL_FAMILIES:
+        _C.set_kernel_version(family, 0)
 
 
 @pytest.mark.parametrize("xshape,kernel,stride,padding,dilation,ceil_mode", POOLS)
-def test_max_pool2d_forward_backward(rng, xshape, kernel, stride, padding, dilation, ceil_mode):
+def test_max_pool2d_forward_backward(rng, xshape, kernel, stride, padding, dilation, ceil_mode, pool_version):
     x = f32(rng, *xshape)
     y_ref, i_ref = nb.max_pool2d(x.astype(np.float64), kernel, stride, padding, dilation, ceil_mode)
     y, idx = cb.max_pool2d(dev(x), kernel, stride, padding, dilation, ceil_mode, out=poisoned(y_ref.shape))
@@ -283,13 +298,31 @@ def test_max_pool2d_forward_backward(rng, xshape, kernel, stride, padding, dilat
     check(cb.max_pool2d_backward(dev(gy), idx, x.shape, out=poisoned(x.shape)), g_ref, what="max backward")
 
 
-def test_max_pool2d_nan_and_ties_as_pytorch(rng):
+def test_max_pool2d_nan_and_ties_as_pytorch(rng, pool_version):
     x = np.zeros((1, 1, 4, 4), np.float32) + 1.0  # ties everywhere: the first index wins
     x[0, 0, 1, 2] = np.nan                         # NaN wins its window
     y_ref, i_ref = nb.max_pool2d(x, (2, 2), (2, 2), (0, 0))
     y, idx = cb.max_pool2d(dev(x), (2, 2), (2, 2), (0, 0))
     np.testing.assert_array_equal(cp.asnumpy(y), y_ref)
     np.testing.assert_array_equal(cp.asnumpy(idx), i_ref)
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3)])
+def test_max_pool2d_nan_inf_and_padding_as_pytorch(rng, kernel, pool_version):
+    """NaN taps win (the last NaN of a window, as v1 and PyTorch), an all -inf window returns its
+    first in-bounds tap, and padding never wins; the backward routes gy to those indices."""
+    x = f32(rng, 2, 3, 9, 11)
+    x[0, 0, 2, 3] = x[0, 1, 4, 4] = x[1, 2, 0, 0] = np.nan
+    x[0, 2, :4, :4] = -np.inf
+    x[1, 0, 5, 6] = np.inf
+    args = (kernel, (2, 2), (1, 1), (1, 1), True)
+    y_ref, i_ref = nb.max_pool2d(x.astype(np.float64), *args)
+    y, idx = cb.max_pool2d(dev(x), *args, out=poisoned(y_ref.shape))
+    np.testing.assert_array_equal(cp.asnumpy(y), y_ref.astype(np.float32))
+    np.testing.assert_array_equal(cp.asnumpy(idx), i_ref)
+    gy = f32(rng, *y_ref.shape)
+    g_ref = nb.max_pool2d_backward(gy.astype(np.float64), i_ref, x.shape)
+    check(cb.max_pool2d_backward(dev(gy), idx, x.shape, out=poisoned(x.shape)), g_ref, what="max backward")
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
@@ -299,9 +332,11 @@ def test_max_pool2d_nan_and_ties_as_pytorch(rng):
     ((2, 3, 17, 33), (3, 3), (2, 2), (1, 1), True),
     ((1, 2, 65, 127), (5, 3), (3, 2), (2, 1), True),
     ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), False),
+    ((2, 3, 16, 32), (2, 2), (2, 2), (0, 0), False),  # W % 4 == 0: float4 stores in the backward
+    ((1, 2, 20, 36), (3, 3), (2, 2), (1, 1), True),
 ])
 def test_avg_pool2d_forward_backward(rng, xshape, kernel, stride, padding, ceil_mode, count_include_pad,
-                                     divisor_override):
+                                     divisor_override, pool_version):
     x = f32(rng, *xshape)
     args = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
     y_ref = nb.avg_pool2d(x.astype(np.float64), *args)

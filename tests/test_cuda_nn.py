@@ -124,9 +124,24 @@ def test_softmax_matches_torch_on_device(rng):
 # cross-entropy
 # --------------------------------------------------------------------------------------
 
+def _at_version(families, version):
+    from pyengine import _C
+    for family in families:
+        _C.set_kernel_version(family, version)
+
+
+@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+def xent_version(request):
+    """The cross-entropy kernels at kernel version 1 (as of 2026-11-27) or 2 (the rework)."""
+    families = ("cross_entropy_forward", "cross_entropy_backward")
+    _at_version(families, request.param)
+    yield request.param
+    _at_version(families, 0)
+
+
 @pytest.mark.parametrize("classes", ODD + ALIGNED + LONG)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy(rng, classes, smoothing):
+def test_cross_entropy(rng, classes, smoothing, xent_version):
     n = 33
     logits = f32(rng, n, classes) * 3
     target = rng.integers(0, classes, n)
@@ -143,7 +158,7 @@ def test_cross_entropy(rng, classes, smoothing):
     assert not cp.asnumpy(g)[::5].any(), "ignored rows must get zero gradient"
 
 
-def test_cross_entropy_custom_ignore_index_and_scalar_gloss(rng):
+def test_cross_entropy_custom_ignore_index_and_scalar_gloss(rng, xent_version):
     logits = f32(rng, 17, 9)
     target = rng.integers(0, 9, 17)
     target[3] = 4
@@ -180,9 +195,17 @@ def test_cross_entropy_bad_input(rng):
 # layer norm
 # --------------------------------------------------------------------------------------
 
+@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+def ln_version(request):
+    """The layer norm backward at kernel version 1 (two kernels) or 2 (fused, d <= 4096)."""
+    _at_version(("layer_norm_backward",), request.param)
+    yield request.param
+    _at_version(("layer_norm_backward",), 0)
+
+
 @pytest.mark.parametrize("d", ODD + ALIGNED + LONG + STREAMED)
 @pytest.mark.parametrize("affine", [True, False])
-def test_layer_norm(rng, d, affine):
+def test_layer_norm(rng, d, affine, ln_version):
     m = 65 if d < 16384 else 3
     x = f32(rng, m, d) * 2 + 30  # an offset far larger than the spread
     w = f32(rng, d) if affine else None
@@ -206,7 +229,7 @@ def test_layer_norm(rng, d, affine):
         assert gw is None and gb is None
 
 
-def test_layer_norm_params_reduce_over_many_rows(rng):
+def test_layer_norm_params_reduce_over_many_rows(rng, ln_version):
     m, d = 70001, 33  # several chunks of rows in the two-stage column reduction
     x, gy, w = f32(rng, m, d), f32(rng, m, d), f32(rng, d)
     y, mean, rstd = nn.layer_norm(to_dev(x), to_dev(w), None, 1e-5)

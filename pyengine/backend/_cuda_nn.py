@@ -151,6 +151,14 @@ def layer_norm_backward(gy, x, weight, mean, rstd):
     weight = _vector(weight, d, op, "weight")
     C, st = _kernels(), _stream()
     gx = cp.empty_like(x)
+    fused = C.layer_norm_fused_partial_rows(m, d) if weight is not None else 0
+    if fused:
+        partial = cp.empty((fused, 2, d), dtype=cp.float32)
+        gw = cp.empty(d, dtype=cp.float32)
+        gb = cp.empty(d, dtype=cp.float32)
+        C.layer_norm_backward_fused(gy.data.ptr, x.data.ptr, weight.data.ptr, mean.data.ptr, rstd.data.ptr,
+                                    gx.data.ptr, partial.data.ptr, gw.data.ptr, gb.data.ptr, m, d, st)
+        return gx, gw, gb
     C.layer_norm_backward_input(gy.data.ptr, x.data.ptr, _ptr(weight), mean.data.ptr, rstd.data.ptr,
                                 gx.data.ptr, m, d, st)
     if weight is None:

@@ -369,3 +369,6 @@ def scatter_add(shape, index, values):
     # add.at sums repeated advanced indices (plain setitem would keep only one).
     cp.add.at(out, index, values)
     return out
+
+
+from ._cuda_rnn import gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward  # noqa: E402,F401
