@@ -89,6 +89,31 @@ sdpa(q, k, v, attn_mask, is_causal, scale, dropout_p) -> (out, saved)
     and goes back to sdpa_backward unchanged. A row with every key masked gives NaN, as PyTorch.
 sdpa_backward(gout, q, k, v, out, saved, attn_mask, is_causal, scale, dropout_p) -> (gq, gk, gv)
 
+Recurrent cells (one time step's pointwise part, written into the caller's buffers)
+-----------------------------------------------------------------------------------
+The recurrences (nn/modules/rnn.py) call these once per step, between matmuls batched over
+the gates. Gate arrays are gate-major, (G, B, H) with G = 4 (LSTM: i, f, g, o) or 3 (GRU:
+r, z, n), PyTorch's gate order; each gate's (B, H) block is contiguous but the gate stride
+is free (a step's slice of a (G, T, B, H) buffer). Every output is written in place, nothing
+is returned, and an output may be the same array as the input named beside it.
+lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h)
+    xg, hg (4, B, H): the input part (x W_ih^T + biases) and the recurrent part (h W_hh^T)
+    of the pre-activations. Writes acts = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) (acts
+    may be xg), c = f*c_prev + i*g, tanh_c = tanh(c), h = o*tanh_c, each (B, H).
+lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev)
+    The gradient reaching h_t is gh (B, H, from the output) plus the sum of dh_parts
+    (P, B, H), P >= 1 (the per-gate products of the next step's backward matmul); dc (B, H)
+    reaches c_t. Writes dgates (4, B, H), the pre-activations' gradient, and dc_prev (B, H)
+    = dc_t * f (dc_prev may be dc).
+gru_cell(xg, hg, b_hh, h_prev, acts, hn, h)
+    xg (3, B, H) = x W_ih^T + b_ih; hg (3, B, H) = h_prev W_hh^T; b_hh (3H,) or None.
+    r = sigmoid(xg_r + hg_r + b_r), z likewise, hn = hg_n + b_n, n = tanh(xg_n + r*hn),
+    h = (1 - z)*n + z*h_prev. Writes acts = r, z, n (acts may be xg), hn and h (B, H).
+gru_cell_backward(gh, dh_parts, dh_carry, acts, hn, h_prev, dxg, dhg, dh_carry_out)
+    dh_t = gh + sum(dh_parts) + dh_carry (None: absent). Writes dxg = (dr, dz, dn), the
+    gradient of xg's pre-activations, dhg = (dr, dz, dn*r), that of hg, and dh_carry_out =
+    dh_t * z, the part of h_{t-1}'s gradient that bypasses the matmul (may be dh_carry).
+
 Optimizer updates (in place on the parameter and state arrays)
 --------------------------------------------------------------
 sgd_step(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay, first_step)
@@ -119,6 +144,7 @@ TABLE = (
     "dropout_mask", "embedding_backward", "scatter_add",
     "sdpa", "sdpa_backward",
     "sgd_step", "adam_step",
+    "lstm_cell", "lstm_cell_backward", "gru_cell", "gru_cell_backward",
 )
 
 _MODULES = {

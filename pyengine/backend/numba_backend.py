@@ -29,7 +29,9 @@ from ._numba_kernels import layer_norm as _ln
 from ._numba_kernels import matmul as _mm
 from ._numba_kernels import optim as _optim
 from ._numba_kernels import pool as _pool
+from ._numba_kernels import rnn as _rnn
 from ._numba_kernels import softmax as _sm
+from ._rnn_checks import check_cell as _check_cell
 from .numpy_backend import (
     _LINEAR_ACTIVATIONS,
     _check_avg_pool_grad,
@@ -597,3 +599,77 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1,
         launch(_optim.adam, *flat_launch(p.size), p, g, m, v, vmax, int(bool(amsgrad)), f(lr),
                f(beta1), f(beta2), f(eps), f(weight_decay), f(1 - beta1 ** step),
                f(math.sqrt(1 - beta2 ** step)), int(bool(decoupled)))
+
+
+# --------------------------------------------------------------------------------------
+# Recurrent cells (one time step, written into the caller's buffers)
+# --------------------------------------------------------------------------------------
+
+def _cell_outputs(op, outs):
+    """Checked float32 outputs and what the kernel writes into. On a GPU Numba writes through
+    any strides, so the kernel gets the arrays themselves. The simulator copies every array
+    argument in and back out whole, which would drop writes into a strided view and let an
+    input passed twice (acts = xg) copy back over the result, so there the kernel writes
+    fresh (NaN-poisoned) arrays that are copied into the outputs afterwards."""
+    for a, arg in outs:
+        _f32(a, op, arg, False)
+    if not SIMULATOR:
+        return [a for a, _ in outs]
+    return [_empty(a.shape) for a, _ in outs]
+
+
+def _copy_back(outs, written):
+    if SIMULATOR:
+        for (a, _), w in zip(outs, written):
+            a[...] = w
+
+
+def _cell_launch(kern, op, n, ins, outs):
+    written = _cell_outputs(op, outs)
+    ins = [_f32(a, op, arg, False) if isinstance(a, xp.ndarray) else a for a, arg in ins]
+    if n:
+        launch(kern, *flat_launch(n), *ins, *written)
+    _copy_back(outs, written)
+
+
+def _absent(a, shape2):
+    """(array, 1) for a given operand, (a dummy, 0) for None: kernels take no None."""
+    return (xp.zeros((1, 1), np.float32), 0) if a is None else (a.reshape(shape2), 1)
+
+
+def lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h):
+    op = "lstm_cell"
+    _check_cell(op, 4, (xg, hg, acts), (c_prev, c, tanh_c, h))
+    _cell_launch(_rnn.lstm_forward, op, c.size,
+                 [(xg, "xg"), (hg, "hg"), (c_prev, "c_prev")],
+                 [(acts, "acts"), (c, "c"), (tanh_c, "tanh_c"), (h, "h")])
+
+
+def lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev):
+    op = "lstm_cell_backward"
+    _check_cell(op, 4, (acts, dgates), (gh, dc, c_prev, tanh_c, dc_prev), dh_parts)
+    _cell_launch(_rnn.lstm_backward, op, gh.size,
+                 [(gh, "gh"), (dh_parts, "dh_parts"), (dc, "dc"), (acts, "acts"), (c_prev, "c_prev"),
+                  (tanh_c, "tanh_c")],
+                 [(dgates, "dgates"), (dc_prev, "dc_prev")])
+
+
+def gru_cell(xg, hg, b_hh, h_prev, acts, hn, h):
+    op = "gru_cell"
+    _check_cell(op, 3, (xg, hg, acts), (h_prev, hn, h), bias=b_hh)
+    if b_hh is not None:
+        _f32(b_hh, op, "b_hh", False)
+    bias, has_bias = _absent(b_hh, (3, -1))
+    _cell_launch(_rnn.gru_forward, op, h.size,
+                 [(xg, "xg"), (hg, "hg"), (bias, "b_hh"), (has_bias, ""), (h_prev, "h_prev")],
+                 [(acts, "acts"), (hn, "hn"), (h, "h")])
+
+
+def gru_cell_backward(gh, dh_parts, dh_carry, acts, hn, h_prev, dxg, dhg, dh_carry_out):
+    op = "gru_cell_backward"
+    _check_cell(op, 3, (acts, dxg, dhg), (gh, hn, h_prev, dh_carry_out), dh_parts, dh_carry)
+    carry, has_carry = _absent(dh_carry, gh.shape)
+    _cell_launch(_rnn.gru_backward, op, gh.size,
+                 [(gh, "gh"), (dh_parts, "dh_parts"), (carry, "dh_carry"), (has_carry, ""), (acts, "acts"),
+                  (hn, "hn"), (h_prev, "h_prev")],
+                 [(dxg, "dxg"), (dhg, "dhg"), (dh_carry_out, "dh_carry_out")])

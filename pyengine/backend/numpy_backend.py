@@ -23,6 +23,7 @@ from ._glue import check_targets as _check_targets
 from ._glue import float_dtype as _float_dtype
 from ._glue import np_dtype as _np_dtype
 from ._glue import unbroadcast as _unbroadcast
+from ._rnn_checks import check_cell as _check_cell
 
 name = "numpy"
 device = "cpu"
@@ -836,3 +837,124 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1,
         second = exp_avg_sq
     denom = np.sqrt(second) / bias_correction2_sqrt + eps
     param -= (lr / bias_correction1) * exp_avg / denom
+
+
+# --------------------------------------------------------------------------------------
+# Recurrent cells: one time step's pointwise part, gate-major, written into the caller's
+# buffers (the recurrences call these once per step; nothing is allocated per step)
+# --------------------------------------------------------------------------------------
+
+_lstm_affine_cache: dict = {}
+
+
+def _lstm_affine(dtype):
+    """(scale, shift), each (4, 1, 1): 0.5 and 0.5 for the sigmoid gates i, f, o, 1 and 0 for
+    g. tanh(z * scale) * scale + shift is sigmoid(z) = 0.5 * tanh(z / 2) + 0.5 for i, f, o and
+    tanh(z) for g: one tanh over all four gates, and the halving is exact."""
+    pair = _lstm_affine_cache.get(dtype.str)
+    if pair is None:
+        scale = np.asarray([0.5, 0.5, 1.0, 0.5], dtype).reshape(4, 1, 1)
+        shift = np.asarray([0.5, 0.5, 0.0, 0.5], dtype).reshape(4, 1, 1)
+        pair = _lstm_affine_cache[dtype.str] = (scale, shift)
+    return pair
+
+
+def lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h):
+    _check_cell("lstm_cell", 4, (xg, hg, acts), (c_prev, c, tanh_c, h))
+    scale, shift = _lstm_affine(acts.dtype)
+    np.add(xg, hg, out=acts)
+    acts *= scale
+    np.tanh(acts, out=acts)
+    acts *= scale
+    acts += shift
+    i, f, g, o = acts
+    np.multiply(f, c_prev, out=c)
+    np.multiply(i, g, out=h)  # h is scratch until its final value
+    c += h
+    np.tanh(c, out=tanh_c)
+    np.multiply(o, tanh_c, out=h)
+
+
+def lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev):
+    _check_cell("lstm_cell_backward", 4, (acts, dgates), (gh, dc, c_prev, tanh_c, dc_prev),
+                     dh_parts)
+    i, f, g, o = acts
+    di, df, dg, do = dgates
+    dh = dg  # dg's block holds dh until dg is computed
+    np.add(gh, dh_parts[0], out=dh)
+    for part in dh_parts[1:]:
+        dh += part
+    np.multiply(tanh_c, tanh_c, out=di)  # di's block: dh * o * (1 - tanh(c)^2), c's share
+    np.subtract(1, di, out=di)
+    di *= o
+    di *= dh
+    np.subtract(1, o, out=do)  # dh * tanh(c) * o * (1 - o)
+    do *= o
+    do *= tanh_c
+    do *= dh
+    dct = dc_prev  # dc_prev's block holds dc_t (total) until the last line
+    np.add(dc, di, out=dct)
+    np.multiply(g, g, out=dg)  # dc_t * i * (1 - g^2)
+    np.subtract(1, dg, out=dg)
+    dg *= i
+    dg *= dct
+    np.subtract(1, i, out=di)  # dc_t * g * i * (1 - i)
+    di *= i
+    di *= g
+    di *= dct
+    np.subtract(1, f, out=df)  # dc_t * c_{t-1} * f * (1 - f)
+    df *= f
+    df *= c_prev
+    df *= dct
+    dct *= f
+
+
+def gru_cell(xg, hg, b_hh, h_prev, acts, hn, h):
+    _check_cell("gru_cell", 3, (xg, hg, acts), (h_prev, hn, h), bias=b_hh)
+    rz = acts[:2]
+    np.add(xg[:2], hg[:2], out=rz)
+    if b_hh is None:
+        hn[...] = hg[2]
+    else:
+        bias = b_hh.reshape(3, 1, -1)
+        rz += bias[:2]
+        np.add(hg[2], bias[2], out=hn)
+    rz *= 0.5  # sigmoid(z) = 0.5 * tanh(z / 2) + 0.5, the halving exact
+    np.tanh(rz, out=rz)
+    rz *= 0.5
+    rz += 0.5
+    r, z, n = acts
+    np.multiply(r, hn, out=h)  # h is scratch until its final value; n may be xg's block
+    np.add(xg[2], h, out=n)
+    np.tanh(n, out=n)
+    np.subtract(h_prev, n, out=h)  # h = n + z * (h_prev - n) = (1 - z) * n + z * h_prev
+    h *= z
+    h += n
+
+
+def gru_cell_backward(gh, dh_parts, dh_carry, acts, hn, h_prev, dxg, dhg, dh_carry_out):
+    _check_cell("gru_cell_backward", 3, (acts, dxg, dhg), (gh, hn, h_prev, dh_carry_out),
+                     dh_parts, dh_carry)
+    r, z, n = acts
+    dr, dz, dn = dxg
+    dh = dh_carry_out  # holds the total dh until the last line (dh_carry may be it)
+    np.add(gh, dh_parts[0] if dh_carry is None else dh_carry, out=dh)
+    for part in dh_parts[1:] if dh_carry is None else dh_parts:
+        dh += part
+    np.subtract(1, z, out=dn)  # dh * (1 - z) * (1 - n^2)
+    dn *= dh
+    np.multiply(n, n, out=dr)
+    np.subtract(1, dr, out=dr)
+    dn *= dr
+    np.subtract(h_prev, n, out=dz)  # dh * (h_prev - n) * z * (1 - z)
+    dz *= dh
+    np.subtract(1, z, out=dr)
+    dr *= z
+    dz *= dr
+    np.subtract(1, r, out=dr)  # dn * hn * r * (1 - r)
+    dr *= r
+    dr *= hn
+    dr *= dn
+    dhg[:2] = dxg[:2]
+    np.multiply(dn, r, out=dhg[2])
+    dh *= z

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-FAMILIES = ("activation", "matmul", "conv2d", "pool", "softmax", "layer_norm", "attention", "optim")
+FAMILIES = ("activation", "matmul", "conv2d", "pool", "softmax", "layer_norm", "attention", "optim", "rnn")
 
 
 def _pretend_device(cc):

@@ -25,14 +25,6 @@ from .module import Module
 from ...autograd import Function
 
 
-def _sigmoid(b, x):
-    return b.activation("sigmoid", x)
-
-
-def _tanh(b, x):
-    return b.activation("tanh", x)
-
-
 _scratch_buffers = threading.local()
 
 
@@ -110,79 +102,91 @@ class _SimpleRecurrence(Function):
         return dpre, dh, gw, gb, None, None
 
 
-def _lstm_gate_affine(xp, dtype):
-    """(scale, shift) per gate (i, f, g, o), shaped (4, 1, 1): 0.5 and 0.5 for the sigmoid
-    gates, 1 and 0 for g. With the sigmoid gates' pre-activations scaled by 0.5, one tanh
-    over all four gates followed by ``* scale + shift`` gives sigmoid(i, f, o) and tanh(g),
-    as sigmoid(x) = 0.5 * tanh(x / 2) + 0.5."""
-    scale = xp.asarray([0.5, 0.5, 1.0, 0.5], dtype=dtype).reshape(4, 1, 1)
-    shift = xp.asarray([0.5, 0.5, 0.0, 0.5], dtype=dtype).reshape(4, 1, 1)
-    return scale, shift
-
-
 def _by_gate(w, H):
-    """A (4H, ...) weight or bias as (4, H, ...): gate k's rows, a view."""
-    return w.reshape((4, H) + tuple(w.shape[1:]))
+    """A (G*H, ...) weight or bias as (G, H, ...): gate k's rows, a view."""
+    return w.reshape((-1, H) + tuple(w.shape[1:]))
+
+
+def _gate_major_projection(b, xp, x, H, w_ih, bias):
+    """The input part of every step's gate pre-activations, gate-major: (G, T, B, H).
+    With w_ih given, x (T, B, in) is projected by one matmul batched over the gates (w_ih
+    viewed as (G, in, H), no copy); else x is the projection (T, B, G*H), copied gate-major.
+    ``bias`` (G*H,) or None is added either way."""
+    T, B = x.shape[:2]
+    if w_ih is None:
+        x4 = x.reshape(T, B, -1, H).transpose(2, 0, 1, 3)
+        if bias is None:
+            return xp.ascontiguousarray(x4)
+        xg = xp.empty(x4.shape, dtype=x.dtype)
+        xp.add(x4, _by_gate(bias, H)[:, None, None, :], out=xg)
+        return xg
+    xg = b.matmul(x.reshape(T * B, x.shape[2]), _by_gate(w_ih, H).transpose(0, 2, 1))
+    if bias is not None:
+        xg += _by_gate(bias, H)[:, None, :]
+    return xg.reshape(-1, T, B, H)
+
+
+def _step_bounds(T, reverse):
+    """(first step, slice of the other steps, slice of the steps they start from)."""
+    if reverse:
+        return T - 1, slice(0, T - 1), slice(1, T)
+    return 0, slice(1, T), slice(0, T - 1)
+
+
+def _gate_weight_grad(b, dg, hs, h0, reverse):
+    """Sum over steps of dg[:, t].T @ h_{t-1}, as (G*H, H): one matmul batched over the
+    gates for the steps that start from an output state, one for the step from h0."""
+    G, T, _, H = dg.shape
+    first, rest, prev = _step_bounds(T, reverse)
+    gw = b.matmul(dg[:, first].transpose(0, 2, 1), h0)
+    if T > 1:
+        d_rest = dg[:, rest].reshape(G, -1, H).transpose(0, 2, 1)
+        gw = b.matmul(d_rest, hs[prev].reshape(-1, H)) + gw
+    return gw.reshape(G * H, H)
+
+
+def _input_grads(b, dg, x, w_ih, need_x, need_w):
+    """Gradients of the layer input and of w_ih from the gate-major pre-activation
+    gradients dg (G, T, B, H); with w_ih None, x was the (T, B, G*H) projection."""
+    G, T, B, H = dg.shape
+    if w_ih is None:
+        return dg.transpose(1, 2, 0, 3).reshape(T, B, G * H), None
+    flat = dg.reshape(G, T * B, H)
+    gx = b.matmul(flat, _by_gate(w_ih, H)).sum(axis=0).reshape(T, B, -1) if need_x else None
+    gw = b.matmul(flat.transpose(0, 2, 1), x.reshape(T * B, -1)).reshape(G * H, -1) if need_w else None
+    return gx, gw
 
 
 class _LSTMRecurrence(Function):
     """The LSTM time loop: gates = xproj_t + h @ w_hh.T + b_hh, split as (i, f, g, o), where
     xproj = x @ w_ih.T + b_ih (computed here when w_ih is given, else x is xproj).
 
-    Speed. The gate buffers are gate-major, (4, T, B, H), so every elementwise operation of
-    a step or over the sequence runs on contiguous (B, H) blocks; the matmuls against w_hh
-    and w_ih are batched over the four gates (w viewed as (4, H, in)). The gate buffer
-    starts as the input projection and each step turns its slice into the activations in
-    place; backward turns its factor buffer into the gate gradients in place, and that
-    buffer is reused across calls (_scratch: a fresh multi-megabyte array costs more in page
-    faults than the arithmetic in it). A step is one matmul, one tanh over all four gates
-    (the sigmoid gates through sigmoid(x) = 0.5 * tanh(x / 2) + 0.5: their pre-activations
-    are halved, exactly, by scaled copies of the weights and of the projection) and a few
-    operations on (B, H) arrays."""
+    Every step is one matmul batched over the gates (w_hh viewed as (4, H, H)) and one call
+    of the backend's ``lstm_cell`` (``lstm_cell_backward`` going back), which writes into
+    slices of buffers allocated once per call. The gate buffers are gate-major, (4, T, B, H),
+    so each gate of a step is a contiguous (B, H) block: the input projection is one matmul
+    batched over the gates straight into that layout, the step's activations overwrite it in
+    place, and the weight gradients are matmuls over all steps at once. The gradient
+    reaching h_{t-1} stays in the four per-gate products of the backward matmul, which the
+    next ``lstm_cell_backward`` sums, so no step launches a separate reduction."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
         b, xp = ctx.backend, ctx.backend.xp
         T, B = x.shape[:2]
         H = w_hh.shape[0] // 4
-        dt = x.dtype
-        scale, shift = _lstm_gate_affine(xp, dt)
-        if w_ih is None:  # x is the projection, (T, B, 4H)
-            acts = xp.empty((4, T, B, H), dtype=dt)
-            x4 = x.reshape(T, B, 4, H).transpose(2, 0, 1, 3)
-            if b_hh is None:
-                xp.multiply(x4, scale[:, None], out=acts)
-            else:
-                xp.add(x4, _by_gate(b_hh, H)[:, None, None, :], out=acts)  # b_hh added once
-                acts *= scale[:, None]
+        if w_ih is None:
+            bias = b_hh  # b_hh added once, not per step
         else:
-            # (T*B, in) @ (4, in, H): the projection comes out gate-major, (4, T*B, H).
-            w_s = (_by_gate(w_ih, H) * scale).transpose(0, 2, 1)
-            acts = b.matmul(x.reshape(T * B, x.shape[2]), w_s)
             bias = b_ih if b_hh is None else b_hh if b_ih is None else b_ih + b_hh
-            if bias is not None:
-                acts += _by_gate(bias, H)[:, None, :] * scale
-            acts = acts.reshape(4, T, B, H)
-        w_s = (_by_gate(w_hh, H) * scale).transpose(0, 2, 1)  # (4, H_in, H_out)
-        hs = xp.empty((T, B, H), dtype=dt)
-        cs = xp.empty((T, B, H), dtype=dt)
-        tanh_cs = xp.empty((T, B, H), dtype=dt)
-        ig = xp.empty((B, H), dtype=dt)
+        acts = _gate_major_projection(b, xp, x, H, w_ih, bias)  # becomes the activations
+        w_t = _by_gate(w_hh, H).transpose(0, 2, 1)  # (4, H_in, H_out)
+        hs, cs, tanh_cs = (xp.empty((T, B, H), dtype=x.dtype) for _ in range(3))
         h, c = h0, c0
         for t in _time_order(T, reverse):
             a = acts[:, t]
-            a += b.matmul(h, w_s)
-            xp.multiply(b.activation("tanh", a), scale, out=a)
-            a += shift
-            c_t = cs[t]
-            xp.multiply(a[1], c, out=c_t)
-            xp.multiply(a[0], a[2], out=ig)
-            c_t += ig
-            tc = tanh_cs[t]
-            tc[...] = b.activation("tanh", c_t)
-            h = hs[t]
-            xp.multiply(a[3], tc, out=h)
-            c = c_t
+            b.lstm_cell(a, b.matmul(h, w_t), c, a, cs[t], tanh_cs[t], hs[t])
+            h, c = hs[t], cs[t]
         ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh, x if w_ih is not None else None,
                               w_ih)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
@@ -193,121 +197,82 @@ class _LSTMRecurrence(Function):
         b, xp = ctx.backend, ctx.backend.xp
         acts, hs, cs, tanh_cs, h0, c0, w_hh, x, w_ih = ctx.saved_tensors
         _, T, B, H = acts.shape
-        G = 4 * H
-        i, f, g, o = acts
-        first, rest = (T - 1, slice(0, T - 1)) if ctx.reverse else (0, slice(1, T))
-        prev = slice(1, T) if ctx.reverse else slice(0, T - 1)
-        # Only the two recurrent sums (dh, dc) need the time loop. The factors that turn
-        # (dc, dc, dc, dh) of a step into its pre-activation gate gradients are computed
-        # for all steps at once, in place in dpre, which the loop then scales in place.
         # With the input projection done here, dpre does not leave this call.
         dpre = (xp.empty(acts.shape, acts.dtype) if w_ih is None
                 else _scratch(xp, "dpre", acts.shape, acts.dtype))
-        l_i, l_f, l_g, l_o = dpre
-        xp.subtract(1, i, out=l_i)  # g * i * (1 - i)
-        l_i *= i
-        l_i *= g
-        xp.subtract(1, f, out=l_f)  # c_{t-1} * f * (1 - f)
-        l_f *= f
-        l_f[rest] *= cs[prev]
-        l_f[first] *= c0
-        xp.multiply(g, g, out=l_g)  # i * (1 - g^2)
-        xp.subtract(1, l_g, out=l_g)
-        l_g *= i
-        xp.subtract(1, o, out=l_o)  # tanh(c) * o * (1 - o)
-        l_o *= o
-        l_o *= tanh_cs
-        dc_per_dh = _scratch(xp, "dc_per_dh", tanh_cs.shape, acts.dtype)
-        xp.multiply(tanh_cs, tanh_cs, out=dc_per_dh)  # o * (1 - tanh(c)^2)
-        xp.subtract(1, dc_per_dh, out=dc_per_dh)
-        dc_per_dh *= o
-        tmp = xp.empty((B, H), dtype=acts.dtype)
-        w4 = _by_gate(w_hh, H)  # dh_prev = sum over gates k of d_k @ w4[k]
-        dh, dc = gh_n, gc_n
+        w4 = _by_gate(w_hh, H)  # dh_{t-1} = sum over gates k of d_k @ w4[k]
+        first = _step_bounds(T, ctx.reverse)[0]
+        step = 1 if ctx.reverse else -1  # from t to the step before it in time
+        dc_buf = xp.empty((B, H), dtype=acts.dtype)
+        parts, dc = gh_n[None], gc_n
         for t in _time_order(T, not ctx.reverse):
-            dh = dh + gout[t]
-            xp.multiply(dh, dc_per_dh[t], out=tmp)
-            dc = dc + tmp
             d = dpre[:, t]
-            d[:3] *= dc
-            d[3] *= dh
-            dc *= f[t]
-            dh = b.matmul(d, w4).sum(axis=0)
+            c_prev = c0 if t == first else cs[t + step]
+            b.lstm_cell_backward(gout[t], parts, dc, acts[:, t], c_prev, tanh_cs[t], d, dc_buf)
+            parts, dc = b.matmul(d, w4), dc_buf
+        dh = parts.sum(axis=0)
         needs = ctx.needs_input_grad
-        gw = gb = None
-        if needs[3]:
-            # sum over steps of dpre[t].T @ h_{t-1}: one (batched) matmul over the steps
-            # that start from an output state, one for the step that starts from h0.
-            gw = b.matmul(dpre[:, first].transpose(0, 2, 1), h0)
-            if T > 1:
-                d_rest = dpre[:, rest].reshape(4, -1, H).transpose(0, 2, 1)
-                gw = b.matmul(d_rest, hs[prev].reshape(-1, H)) + gw
-            gw = gw.reshape(G, H)
+        gw = _gate_weight_grad(b, dpre, hs, h0, ctx.reverse) if needs[3] else None
+        gb = None
         if (needs[4] and ctx.has_bias) or (w_ih is not None and needs[7]):
-            gb = dpre.sum(axis=(1, 2)).reshape(G)  # also b_ih's gradient
+            gb = dpre.sum(axis=(1, 2)).reshape(4 * H)  # also b_ih's gradient
+        gx, gw_ih = _input_grads(b, dpre, x, w_ih, needs[0], w_ih is not None and needs[6])
         if w_ih is None:
-            gx = dpre.transpose(1, 2, 0, 3).reshape(T, B, G)
             return gx, dh, dc, gw, gb if ctx.has_bias else None, None, None, None
-        flat = dpre.reshape(4, T * B, H)
-        gx = b.matmul(flat, _by_gate(w_ih, H)).sum(axis=0).reshape(T, B, -1) if needs[0] else None
-        gw_ih = None
-        if needs[6]:
-            gw_ih = b.matmul(flat.transpose(0, 2, 1), x.reshape(T * B, -1)).reshape(G, -1)
         return (gx, dh, dc, gw, gb if ctx.has_bias else None, None, gw_ih,
                 gb if needs[7] else None)
 
 
 class _GRURecurrence(Function):
-    """The GRU time loop. xproj holds x @ w_ih.T + b_ih; the recurrent part hp = h @ w_hh.T
-    + b_hh is kept apart because its n-slice is gated by r: n = tanh(x_n + r * hp_n)."""
+    """The GRU time loop. The input part xproj = x @ w_ih.T + b_ih (computed here when w_ih
+    is given, else x is xproj) and the recurrent part hp = h @ w_hh.T + b_hh are kept apart,
+    because hp's n block is gated by r: n = tanh(xproj_n + r * hp_n).
+
+    Laid out as the LSTM's recurrence: gate-major (3, T, B, H) buffers, one matmul batched
+    over the gates and one ``gru_cell`` call per step (``gru_cell_backward`` going back, which
+    sums the per-gate products of the previous backward matmul itself)."""
 
     @staticmethod
-    def forward(ctx, xproj, h0, w_hh, b_hh, reverse):
+    def forward(ctx, x, h0, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
         b, xp = ctx.backend, ctx.backend.xp
-        T, B, G = xproj.shape
-        H = G // 3
-        acts = xp.empty(xproj.shape, dtype=xproj.dtype)  # r, z, n after their nonlinearity
-        hp_n = xp.empty((T, B, H), dtype=xproj.dtype)
-        hs = xp.empty((T, B, H), dtype=xproj.dtype)
-        w_t = w_hh.T
+        T, B = x.shape[:2]
+        H = w_hh.shape[0] // 3
+        acts = _gate_major_projection(b, xp, x, H, w_ih, b_ih)  # becomes r, z, n
+        w_t = _by_gate(w_hh, H).transpose(0, 2, 1)
+        hs, hns = xp.empty((T, B, H), dtype=x.dtype), xp.empty((T, B, H), dtype=x.dtype)
         h = h0
         for t in _time_order(T, reverse):
-            hp = b.matmul(h, w_t)
-            if b_hh is not None:
-                hp = hp + b_hh
-            a = acts[t]
-            a[:, : 2 * H] = _sigmoid(b, xproj[t, :, : 2 * H] + hp[:, : 2 * H])
-            r, z = a[:, :H], a[:, H : 2 * H]
-            a[:, 2 * H :] = _tanh(b, xproj[t, :, 2 * H :] + r * hp[:, 2 * H :])
-            h = (1 - z) * a[:, 2 * H :] + z * h
-            hp_n[t], hs[t] = hp[:, 2 * H :], h
-        ctx.save_for_backward(acts, hp_n, hs, h0, w_hh)
+            a = acts[:, t]
+            b.gru_cell(a, b.matmul(h, w_t), b_hh, h, a, hns[t], hs[t])
+            h = hs[t]
+        ctx.save_for_backward(acts, hns, hs, h0, w_hh, x if w_ih is not None else None, w_ih)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        return hs, h
+        return hs, h.copy()
 
     @staticmethod
     def backward(ctx, gout, gh_n):
         b, xp = ctx.backend, ctx.backend.xp
-        acts, hp_n, hs, h0, w_hh = ctx.saved_tensors
-        T, B, G = acts.shape
-        H = G // 3
-        hprev = _previous_states(xp, hs, h0, ctx.reverse)
-        dx = xp.empty(acts.shape, dtype=acts.dtype)
-        dhp = xp.empty(acts.shape, dtype=acts.dtype)
-        dh = gh_n
+        acts, hns, hs, h0, w_hh, x, w_ih = ctx.saved_tensors
+        _, T, B, H = acts.shape
+        dxg = xp.empty(acts.shape, dtype=acts.dtype)  # gradient of the input part
+        dhg = xp.empty(acts.shape, dtype=acts.dtype)  # of the recurrent part (n: times r)
+        w3 = _by_gate(w_hh, H)
+        first = _step_bounds(T, ctx.reverse)[0]
+        step = 1 if ctx.reverse else -1
+        carry = xp.empty((B, H), dtype=acts.dtype)  # dh_t * z_t, reaching h_{t-1} directly
+        parts, dh_carry = gh_n[None], None
         for t in _time_order(T, not ctx.reverse):
-            a = acts[t]
-            r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-            dh = dh + gout[t]
-            dn = dh * (1 - z) * (1 - n * n)
-            dr = dn * hp_n[t] * r * (1 - r)
-            dz = dh * (hprev[t] - n) * z * (1 - z)
-            dx[t, :, :H], dx[t, :, H : 2 * H], dx[t, :, 2 * H :] = dr, dz, dn
-            dhp[t, :, :H], dhp[t, :, H : 2 * H], dhp[t, :, 2 * H :] = dr, dz, dn * r
-            dh = dh * z + b.matmul(dhp[t], w_hh)
+            h_prev = h0 if t == first else hs[t + step]
+            b.gru_cell_backward(gout[t], parts, dh_carry, acts[:, t], hns[t], h_prev, dxg[:, t],
+                                dhg[:, t], carry)
+            parts, dh_carry = b.matmul(dhg[:, t], w3), carry
+        dh = parts.sum(axis=0) + carry
         needs = ctx.needs_input_grad
-        gw, gb = _recurrent_weight_grads(b, xp, dhp, hprev, needs[2], needs[3] and ctx.has_bias)
-        return dx, dh, gw, gb, None
+        gw = _gate_weight_grad(b, dhg, hs, h0, ctx.reverse) if needs[2] else None
+        gb = dhg.sum(axis=(1, 2)).reshape(3 * H) if needs[3] and ctx.has_bias else None
+        gx, gw_ih = _input_grads(b, dxg, x, w_ih, needs[0], w_ih is not None and needs[5])
+        gb_ih = dxg.sum(axis=(1, 2)).reshape(3 * H) if w_ih is not None and needs[6] else None
+        return gx, dh, gw, gb, None, gw_ih, gb_ih
 
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -318,13 +283,13 @@ def _run_recurrence(mode, xproj, hx, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
     given, xproj is the layer's input x and the input projection is part of the run."""
     if mode == "LSTM":
         return _LSTMRecurrence.apply(xproj, hx[0], hx[1], w_hh, b_hh, reverse, w_ih, b_ih)
+    if mode == "GRU":
+        out, h = _GRURecurrence.apply(xproj, hx, w_hh, b_hh, reverse, w_ih, b_ih)
+        return out, h, None
     if w_ih is not None:
         xproj = F.linear(xproj, w_ih, b_ih)
-    if mode == "GRU":
-        out, h = _GRURecurrence.apply(xproj, hx, w_hh, b_hh, reverse)
-    else:
-        act = "tanh" if mode == "RNN_TANH" else "relu"
-        out, h = _SimpleRecurrence.apply(xproj, hx, w_hh, b_hh, act, reverse)
+    act = "tanh" if mode == "RNN_TANH" else "relu"
+    out, h = _SimpleRecurrence.apply(xproj, hx, w_hh, b_hh, act, reverse)
     return out, h, None
 
 

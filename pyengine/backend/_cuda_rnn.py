@@ -1,0 +1,125 @@
+"""Python wrappers of the native recurrent-cell kernels (kernels/rnn.cu), re-exported by
+cuda_backend: lstm_cell, gru_cell and their backwards, with the table's signatures
+(pyengine/backend/__init__.py).
+
+Gate arrays are (G, B, H) CuPy float32 whose (B, H) blocks are contiguous; the gate stride is
+passed to the kernel, so a step's slice of a (G, T, B, H) buffer goes in without a copy. An
+input in any other layout is copied; an output must already be in it (it is written in place)
+and a ValueError says so otherwise. One launch per call, on CuPy's current stream.
+"""
+from __future__ import annotations
+
+from . import _cuda_common
+from ._cuda_common import _ptr, _stream, cp
+from ._rnn_checks import check_cell
+
+_NOT_CUPY = "{op}: {arg} must be a CuPy array on the GPU, got {kind}"
+_NOT_F32 = "{op}: the native CUDA kernels take float32 only, got {arg} of dtype {dtype}"
+
+
+def _kernels():
+    from pyengine import _C  # only reached once cuda_backend.available() has vetted the extension
+    return _C
+
+
+def _blocks_contiguous(a):
+    """The gate stride in elements when every (B, H) block of the (G, B, H) array a is
+    contiguous, else None."""
+    _, B, H = a.shape
+    s0, s1, s2 = (s // a.itemsize for s in a.strides)
+    if (H == 1 or s2 == 1) and (B == 1 or s1 == H) and s0 >= 0:
+        return s0
+    return None
+
+
+def _gates_in(a, op, arg):
+    """(array, gate stride) of a float32 gate input; copied when its blocks are strided."""
+    _cuda_common._f32_view(a, op, arg, _NOT_CUPY, _NOT_F32)
+    stride = _blocks_contiguous(a)
+    if stride is None:
+        a = cp.ascontiguousarray(a)
+        stride = a.shape[1] * a.shape[2]
+    return a, stride
+
+
+def _gates_out(a, op, arg):
+    """The gate stride of an output gate array, which must be float32 with contiguous blocks."""
+    _cuda_common._f32_view(a, op, arg, _NOT_CUPY, _NOT_F32)
+    stride = _blocks_contiguous(a)
+    if stride is None:
+        raise ValueError(f"{op}: {arg} {tuple(a.shape)} is written in place and needs contiguous (B, H) "
+                         f"blocks, got strides {a.strides}")
+    return stride
+
+
+def _state_in(a, op, arg):
+    return _cuda_common._f32(a, op, arg, _NOT_CUPY, _NOT_F32)
+
+
+def _state_out(a, op, arg):
+    _cuda_common._f32_view(a, op, arg, _NOT_CUPY, _NOT_F32)
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{op}: {arg} {tuple(a.shape)} is written in place and must be contiguous, "
+                         f"got strides {a.strides}")
+    return a
+
+
+def lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h):
+    op = "lstm_cell"
+    check_cell(op, 4, (xg, hg, acts), (c_prev, c, tanh_c, h))
+    xg, xs = _gates_in(xg, op, "xg")
+    hg, hs = _gates_in(hg, op, "hg")
+    c_prev = _state_in(c_prev, op, "c_prev")
+    as_ = _gates_out(acts, op, "acts")
+    for a, name in ((c, "c"), (tanh_c, "tanh_c"), (h, "h")):
+        _state_out(a, op, name)
+    _kernels().lstm_cell_forward(xg.data.ptr, xs, hg.data.ptr, hs, c_prev.data.ptr, acts.data.ptr, as_,
+                                 c.data.ptr, tanh_c.data.ptr, h.data.ptr, c.size, _stream())
+
+
+def _parts(dh_parts, op):
+    parts, stride = _gates_in(dh_parts, op, "dh_parts")
+    return parts, parts.shape[0], stride
+
+
+def lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev):
+    op = "lstm_cell_backward"
+    check_cell(op, 4, (acts, dgates), (gh, dc, c_prev, tanh_c, dc_prev), dh_parts)
+    gh, dc = _state_in(gh, op, "gh"), _state_in(dc, op, "dc")
+    parts, n_parts, ps = _parts(dh_parts, op)
+    acts, as_ = _gates_in(acts, op, "acts")
+    c_prev, tanh_c = _state_in(c_prev, op, "c_prev"), _state_in(tanh_c, op, "tanh_c")
+    ds = _gates_out(dgates, op, "dgates")
+    _state_out(dc_prev, op, "dc_prev")
+    _kernels().lstm_cell_backward(gh.data.ptr, parts.data.ptr, n_parts, ps, dc.data.ptr, acts.data.ptr, as_,
+                                  c_prev.data.ptr, tanh_c.data.ptr, dgates.data.ptr, ds, dc_prev.data.ptr,
+                                  dc_prev.size, _stream())
+
+
+def gru_cell(xg, hg, b_hh, h_prev, acts, hn, h):
+    op = "gru_cell"
+    check_cell(op, 3, (xg, hg, acts), (h_prev, hn, h), bias=b_hh)
+    xg, xs = _gates_in(xg, op, "xg")
+    hg, hs = _gates_in(hg, op, "hg")
+    b_hh = None if b_hh is None else _state_in(b_hh, op, "b_hh")
+    h_prev = _state_in(h_prev, op, "h_prev")
+    as_ = _gates_out(acts, op, "acts")
+    _state_out(hn, op, "hn")
+    _state_out(h, op, "h")
+    _kernels().gru_cell_forward(xg.data.ptr, xs, hg.data.ptr, hs, _ptr(b_hh), h_prev.data.ptr, acts.data.ptr,
+                                as_, hn.data.ptr, h.data.ptr, h.size, h.shape[1], _stream())
+
+
+def gru_cell_backward(gh, dh_parts, dh_carry, acts, hn, h_prev, dxg, dhg, dh_carry_out):
+    op = "gru_cell_backward"
+    check_cell(op, 3, (acts, dxg, dhg), (gh, hn, h_prev, dh_carry_out), dh_parts, dh_carry)
+    gh = _state_in(gh, op, "gh")
+    parts, n_parts, ps = _parts(dh_parts, op)
+    carry = None if dh_carry is None else _state_in(dh_carry, op, "dh_carry")
+    acts, as_ = _gates_in(acts, op, "acts")
+    hn, h_prev = _state_in(hn, op, "hn"), _state_in(h_prev, op, "h_prev")
+    dxs, dhs = _gates_out(dxg, op, "dxg"), _gates_out(dhg, op, "dhg")
+    _state_out(dh_carry_out, op, "dh_carry_out")
+    _kernels().gru_cell_backward(gh.data.ptr, parts.data.ptr, n_parts, ps, _ptr(carry), acts.data.ptr, as_,
+                                 hn.data.ptr, h_prev.data.ptr, dxg.data.ptr, dxs, dhg.data.ptr, dhs,
+                                 dh_carry_out.data.ptr, dh_carry_out.size, _stream())
