@@ -81,4 +81,15 @@ void bind_nn(py::module_& m) {
   m.def("gru_cell_backward", &gru_cell_backward, "gh"_a, "dh_parts"_a, "parts"_a, "parts_stride"_a, "carry"_a,
         "acts"_a, "acts_stride"_a, "hn"_a, "h_prev"_a, "dxg"_a, "dxg_stride"_a, "dhg"_a, "dhg_stride"_a,
         "carry_out"_a, "n"_a, "stream"_a, "One GRU step's pre-activation gradients; carry may be 0.");
+
+  m.def("set_kernel_version", &set_kernel_version, "family"_a, "version"_a,
+        "Use kernel version `version` (1, 2; 0 = the default) for every later launch of a memory-bound "
+        "family, for side-by-side timing (bench/variants/membound.py).");
+  m.def("kernel_version", &kernel_version, "family"_a, "The kernel version a family launches now.");
+  m.def("layer_norm_fused_partial_rows", &layer_norm_fused_partial_rows, "rows"_a, "d"_a,
+        "Rows of the (rows, 2, d) float32 scratch layer_norm_backward_fused needs; 0 where it does not "
+        "take d (use layer_norm_backward_input / _params).");
+  m.def("layer_norm_backward_fused", &layer_norm_backward_fused, "gy"_a, "x"_a, "weight"_a, "mean"_a,
+        "rstd"_a, "gx"_a, "partial"_a, "gw"_a, "gb"_a, "rows"_a, "d"_a, "stream"_a,
+        "Layer norm gx, gw and gb in one pass over gy and x (plus a small column sum of the partials).");
 }

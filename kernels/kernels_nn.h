@@ -101,3 +101,26 @@ void gru_cell_backward(std::uintptr_t gh, std::uintptr_t dh_parts, int parts, lo
                        long long dhg_stride, std::uintptr_t carry_out, long long n, std::uintptr_t stream);
 
 }  // namespace pyengine
+
+namespace pyengine {
+// Side-by-side runs of kernel versions (bench/variants/membound.py). Each memory-bound family
+// below has a default version; set_kernel_version(family, v) makes every later launch of that
+// family use version v (1 = the kernels as of 2026-11-27, 2 = the rework after them; see the
+// family's .cu header), and v = 0 restores the default. An unknown family or version raises
+// std::invalid_argument. Families: max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,
+// avg_pool2d_backward, cross_entropy_forward, cross_entropy_backward, layer_norm_backward.
+void set_kernel_version(const char* family, int version);
+int kernel_version(const char* family);
+
+// Layer norm backward in one pass over the rows: gx, and each block's partial sums of
+// gy * xhat and gy written to `partial` (layer_norm_fused_partial_rows(rows, d) rows of 2 * d
+// floats), then added up per column into gw, gb. weight may be 0 (gx as if it were ones).
+// layer_norm_fused_partial_rows returns 0 where the fused kernel does not take d (or version 1
+// of layer_norm_backward is selected): call layer_norm_backward_input/_params then.
+int layer_norm_fused_partial_rows(long long rows, int d);
+void layer_norm_backward_fused(std::uintptr_t gy, std::uintptr_t x, std::uintptr_t weight,
+                               std::uintptr_t mean, std::uintptr_t rstd, std::uintptr_t gx,
+                               std::uintptr_t partial, std::uintptr_t gw, std::uintptr_t gb, long long rows,
+                               int d, std::uintptr_t stream);
+
+}  // namespace pyengine
