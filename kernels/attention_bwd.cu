@@ -19,9 +19,11 @@
 //      tile kernels run at 168 registers (one 256-thread block per SM); the separate dQ pass
 //      recomputes S and dP (7 tile products instead of 5).
 #include "attention_tile.cuh"
+#include "kernels_variants.h"
 #include "nn_rows.cuh"
 
 #include <string>
+#include <vector>
 
 namespace pyengine {
 namespace {
@@ -246,6 +248,22 @@ void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t
       check_launch(desc("attention_backward (dq)", a, mask));
     }
   });
+}
+
+}  // namespace pyengine
+
+namespace pyengine {
+
+std::vector<std::string> attention_backward_variant_names() { return {"v2 kv + q passes (default)"}; }
+
+void attention_backward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
+                                std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
+                                std::uintptr_t gout, std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk,
+                                std::uintptr_t gv, std::uintptr_t stream) {
+  if (variant != 0)
+    throw std::invalid_argument("attention_backward_variant: variant " + std::to_string(variant) +
+                                " not in [0, 1)");
+  attention_backward(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
 }
 
 }  // namespace pyengine

@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "bindings_nn.h"
+#include "bindings_variants.h"
 #include "common.cuh"
 #include "kernels_core.h"
 
@@ -161,4 +162,5 @@ PYBIND11_MODULE(_C, m) {
         "gx = gy * act'(x) (sigmoid and tanh read the output y, the others the input x).");
 
   bind_nn(m);
+  bind_variants(m);
 }

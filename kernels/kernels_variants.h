@@ -1,0 +1,33 @@
+// Host launchers of the kernel versions that bench/variants/*.py rank side by side on a GPU
+// (attention forward and backward, SGEMM). Variant 0 of each family is the production
+// launcher (attention_forward, attention_backward, matmul); the others are the candidates,
+// named by *_variant_names(). Plain C++: bindings_variants.cpp is compiled by the host compiler.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels_core.h"
+#include "kernels_nn.h"
+
+namespace pyengine {
+
+std::vector<std::string> attention_forward_variant_names();
+// As attention_forward; `variant` indexes attention_forward_variant_names().
+void attention_forward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
+                               std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
+                               std::uintptr_t stream);
+
+std::vector<std::string> attention_backward_variant_names();
+// As attention_backward; `variant` indexes attention_backward_variant_names().
+void attention_backward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
+                                std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
+                                std::uintptr_t gout, std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk,
+                                std::uintptr_t gv, std::uintptr_t stream);
+
+std::vector<std::string> sgemm_variant_names();
+// C[b] = A[b] @ B[b] in float32 (no bias, no activation, never TF32), as matmul's operands.
+void sgemm_variant(int variant, int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c,
+                   std::uintptr_t stream);
+
+}  // namespace pyengine
