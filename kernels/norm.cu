@@ -21,10 +21,11 @@
 //      backward 0.155 ms (45%); 4096 x 16384 forward 0.218 ms (86%), backward 0.505 ms (55%).
 //      The backward's gw/gb stage re-reads gy and x column-wise: the next lead is to fold
 //      it into the row kernel's pass (per-block partial sums).
-//   kernel_version 2 of the backward (layer_norm_backward_fused, d <= 4096 with a weight):
+//   kernel_version 2 of the backward (layer_norm_backward_fused, d <= 16384 with a weight):
 //      a resident grid of row groups computes gx and keeps each column's running sums of
-//      gy * xhat and gy in registers, one partial row per block, then a small column sum:
-//      gy and x are read once. Not yet measured on a GPU (bench/variants/membound.py).
+//      gy * xhat and gy in registers (in shared memory past 4096 columns), one partial row per
+//      block, then a small column sum: gy and x are read once. Not yet measured on a GPU
+//      (bench/variants/membound.py).
 //      pyengine._C.set_kernel_version("layer_norm_backward", 1) restores v2 above (input
 //      kernel + two-stage column reduction).
 #include "common.cuh"
@@ -229,15 +230,32 @@ __global__ void ln_params_final_kernel(const float* __restrict__ partial, float*
 // (a block's warps add theirs through shared memory in warp order: deterministic), and
 // ln_params_sum adds the partial rows per column. gy and x are read once, where version 1's
 // ln_params_partial_kernel read both again column-wise.
+// Whether a thread's running sums (2 * NV * VEC floats) stay in registers beside its share of
+// the two rows; past that (a block per row over 4096 columns) they live in shared memory,
+// (2, d) floats, each column touched only by the thread that owns it (no barrier, no atomics).
 template <int G, int VEC, int NV>
-__global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 1 : 2)
+constexpr bool sums_in_regs() { return G == 32 ? NV * VEC <= 32 : NV * VEC <= 8; }
+
+template <int G, int VEC, int NV>
+__global__ void __launch_bounds__(row_threads<G>(), sums_in_regs<G, VEC, NV>() && G != 32 ? 2 : 1)
     ln_bwd_fused(const float* __restrict__ gy, const float* __restrict__ x, const float* __restrict__ w,
                  const float* __restrict__ mean, const float* __restrict__ rstd, float* __restrict__ gx,
                  float* __restrict__ partial, long long rows, int d) {
   __shared__ float scratch[group_scratch<G>()];
   __shared__ float sums[G == 32 ? 2 * kRowWarpMaxCols : 1];
+  extern __shared__ float sums_big[];  // (2, d) when !sums_in_regs
+  constexpr bool kRegs = sums_in_regs<G, VEC, NV>();
   const int t = threadIdx.x % G;
   float aw[NV][VEC] = {}, ab[NV][VEC] = {};
+  if constexpr (!kRegs) {
+#pragma unroll
+    for (int k = 0; k < NV; ++k)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        const int c = RowRegs<G, VEC, NV>::col(t, k) + i;
+        if (c < d) sums_big[c] = sums_big[d + c] = 0.f;
+      }
+  }
   for (long long row = group_row<G>(); row < rows; row += (long long)gridDim.x * rows_per_block<G>()) {
     const float mu = mean[row], rs = rstd[row];
     RowRegs<G, VEC, NV> g, xh;
@@ -251,8 +269,13 @@ __global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 1 : 2)
 #pragma unroll
       for (int i = 0; i < VEC; ++i) {
         xh.v[k][i] = (xh.v[k][i] - mu) * rs;
-        aw[k][i] += g.v[k][i] * xh.v[k][i];
-        ab[k][i] += g.v[k][i];
+        if constexpr (kRegs) {
+          aw[k][i] += g.v[k][i] * xh.v[k][i];
+          ab[k][i] += g.v[k][i];
+        } else if (g.col(t, k) < d) {
+          sums_big[g.col(t, k) + i] += g.v[k][i] * xh.v[k][i];
+          sums_big[d + g.col(t, k) + i] += g.v[k][i];
+        }
         if (w) g.v[k][i] = g.col(t, k) < d ? __fmul_rn(g.v[k][i], wv[i]) : 0.f;
         sg += g.v[k][i];
         sgx += g.v[k][i] * xh.v[k][i];
@@ -292,8 +315,8 @@ __global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 1 : 2)
       for (int i = 0; i < VEC; ++i) {
         const int c = RowRegs<G, VEC, NV>::col(t, k) + i;
         if (c < d) {
-          out[c] = aw[k][i];
-          out[d + c] = ab[k][i];
+          out[c] = kRegs ? aw[k][i] : sums_big[c];
+          out[d + c] = kRegs ? ab[k][i] : sums_big[d + c];
         }
       }
   }
@@ -327,12 +350,8 @@ __global__ void ln_params_sum(const float* __restrict__ partial, float* __restri
   }
 }
 
-// The fused kernel takes rows whose per-thread share (and its two running sums) fit the
-// registers: up to 1024 columns on a warp, up to 4096 on a 512-thread block.
-constexpr int kFusedMaxCols = 4096;
-
-template <int G, int VEC, int NV>
-constexpr bool fused_fits() { return G == 32 ? NV * VEC <= 32 : NV * VEC <= 8; }
+// The fused kernel takes the rows the register-cached kernels take.
+constexpr int kFusedMaxCols = 32 * kRowBlockThreads;
 
 int sm_count() {
   static const int sms = [] {
@@ -446,11 +465,15 @@ void layer_norm_backward_fused(std::uintptr_t gy, std::uintptr_t x, std::uintptr
   int blocks = cap;
   dispatch_row_regs(d, vec, [&](auto gc, auto v, auto nv) {
     constexpr int G = decltype(gc)::value, VEC = decltype(v)::value, NV = decltype(nv)::value;
-    if constexpr (fused_fits<G, VEC, NV>()) {
+    {
+      const int smem = sums_in_regs<G, VEC, NV>() ? 0 : 2 * d * (int)sizeof(float);
+      if (smem > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(ln_bwd_fused<G, VEC, NV>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
       int per_sm = 0;
-      CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, ln_bwd_fused<G, VEC, NV>, row_threads<G>(), 0));
+      CUDA_CHECK(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, ln_bwd_fused<G, VEC, NV>, row_threads<G>(), smem));
       blocks = std::max(1, std::min(cap, per_sm * sm_count()));
-      ln_bwd_fused<G, VEC, NV><<<blocks, row_threads<G>(), 0, st>>>(
+      ln_bwd_fused<G, VEC, NV><<<blocks, row_threads<G>(), smem, st>>>(
           dptr<const float>(gy), dptr<const float>(x), dptr<const float>(weight), dptr<const float>(mean),
           dptr<const float>(rstd), dptr<float>(gx), dptr<float>(partial), rows, d);
     }

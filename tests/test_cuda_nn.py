@@ -197,13 +197,13 @@ def test_cross_entropy_bad_input(rng):
 
 @pytest.fixture(params=[1, 2], ids=["v1", "v2"])
 def ln_version(request):
-    """The layer norm backward at kernel version 1 (two kernels) or 2 (fused, d <= 4096)."""
+    """The layer norm backward at kernel version 1 (two kernels) or 2 (fused, d <= 16384)."""
     _at_version(("layer_norm_backward",), request.param)
     yield request.param
     _at_version(("layer_norm_backward",), 0)
 
 
-@pytest.mark.parametrize("d", ODD + ALIGNED + LONG + STREAMED)
+@pytest.mark.parametrize("d", ODD + ALIGNED + LONG + [6144, 16384] + STREAMED)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(rng, d, affine, ln_version):
     m = 65 if d < 16384 else 3
