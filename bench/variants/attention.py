@@ -75,9 +75,9 @@ def _small_error(variant, rng):
         dmask = None if mask is None else cp.asarray(mask)
         out = cp.full((bh, l, e), cp.nan, dtype=cp.float32)
         lse = cp.full((bh, l), cp.nan, dtype=cp.float32)
-        C.attention_forward_variant(variant=variant, **_args(bh, l, s, e, e, causal, 1, dmask),
-                                    q=cp.asarray(q).data.ptr, k=cp.asarray(k).data.ptr,
-                                    v=cp.asarray(v).data.ptr, out=out.data.ptr, lse=lse.data.ptr, stream=0)
+        dq, dk, dv = (cp.asarray(x) for x in (q, k, v))  # held until the kernel has run
+        C.attention_forward_variant(variant=variant, **_args(bh, l, s, e, e, causal, 1, dmask), q=dq.data.ptr,
+                                    k=dk.data.ptr, v=dv.data.ptr, out=out.data.ptr, lse=lse.data.ptr, stream=0)
         cp.cuda.Device().synchronize()
         ro, rl = _ref64(q, k, v, causal, mask)
         worst = max(worst, float(np.max(np.abs(cp.asnumpy(out) - ro))), float(np.max(np.abs(cp.asnumpy(lse) - rl))))
@@ -152,7 +152,8 @@ def main():
                                  for x in (q, k, v))
                 to = torch.nn.functional.scaled_dot_product_attention(tq2, tk2, tv2, is_causal=causal)
                 tg = torch.as_tensor(gout, device="cuda").view(B, H, T, D)
-                tref = [cp.asarray(g.reshape(bh, T, D)) for g in torch.autograd.grad(to, (tq2, tk2, tv2), tg)]
+                tref = [cp.asarray(g.reshape(bh, T, D))
+                        for g in torch.autograd.grad(to, (tq2, tk2, tv2), tg, retain_graph=True)]
                 tbwd = lambda: torch.autograd.grad(to, (tq2, tk2, tv2), tg, retain_graph=True)  # noqa: E731
                 torch_ms[("bwd", causal)] = _median_ms(tbwd, 2, REPS, ev)
             for i, name in enumerate(bnames):
