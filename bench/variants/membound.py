@@ -1,6 +1,6 @@
 """Memory-bound kernels, version 1 (as of 2026-11-27) against version 2 (the rework), side by side.
 
-    python3 bench/variants/membound.py [--reps 15]
+    python3 bench/variants/membound.py [--reps 10]
 
 Families: max/avg pooling forward and backward, cross-entropy forward and backward, layer norm
 backward (pyengine._C.set_kernel_version picks the version for a family; both run through the
@@ -177,7 +177,7 @@ def norm_softmax_cases():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--reps", type=int, default=10)
     args = ap.parse_args()
     t0 = time.time()
     props = cp.cuda.runtime.getDeviceProperties(0)
@@ -194,7 +194,7 @@ def main():
                     err = check(run())
                     cp.cuda.Stream.null.synchronize()
                     call = median_ms(run, args.reps)
-                    kern = median_ms(run, max(3, args.reps // 3), BATCH)
+                    kern = median_ms(run, max(3, args.reps // 2), BATCH)
                     rows.append((label, shape, f"v{version}" if family else "-", err, call, kern,
                                  nbytes / kern / 1e6 / ceiling, nbytes / call / 1e6 / ceiling))
                 except Exception as exc:  # one failing case must not lose the others' rows
