@@ -16,6 +16,9 @@
 // W % 4 == 0); max backward with a block per plane accumulating gy in shared memory
 // (shared-memory atomics at the saved indices), then writing the plane once: no zero fill, no
 // global atomics. Planes over the shared memory of a block (56K floats on an H100) take v1.
+// kernel_version 3 (forward only): a block per band of up to 8 output rows of a plane copies
+// the input rows the band covers into shared memory (float4 loads when W % 4 == 0, coalesced,
+// each element read once), then reads its taps from there. Rows over 48 KB take v2.
 // pyengine._C.set_kernel_version picks a version per family (kernel_versions.cpp).
 // Memory-bound: floor = (bytes of x + y (+ indices)) / copy bandwidth; max backward reads gy
 // and the indices and writes gx once.
@@ -27,7 +30,7 @@
 //   v1 (32-bit index math when the size allows): max fwd 1824 GB/s (0.63), bwd 1807 (0.63);
 //      avg fwd 2068 (0.72), bwd 515 (0.18). __fdividef for the divisor: avg bwd 506 GB/s (0.18).
 //      (max bwd counted gx twice then, for the zero fill: 0.60 there is 0.38 by the minimum.)
-//   v2: not yet measured on a GPU (bench/variants/membound.py compares it with v1).
+//   v2, v3: not yet measured on a GPU (bench/variants/membound.py compares them with v1).
 #include "common.cuh"
 #include "kernels_core.h"
 #include "kernels_nn.h"
@@ -227,6 +230,113 @@ __global__ void avg_pool_fwd_v2(PoolShape s, bool include_pad, int override_, co
   }
 }
 
+// Forward v3 (kernel_version 3): a block owns a band of up to kBandRows output rows of one
+// plane; it first copies the input rows the band's windows cover into shared memory (float4
+// loads when W % 4 == 0, each input element read from device memory once per band, coalesced),
+// then each thread takes outputs of the band and reads its taps from shared memory. MAX picks
+// max pooling's rules, else average's (v2's order and divisor).
+constexpr int kBandRows = 8, kTileThreads = 256, kTileMaxBytes = 48 * 1024;
+
+template <bool MAX, int KH, int KW>
+__global__ void __launch_bounds__(kTileThreads)
+    pool_fwd_tile(PoolShape s, int band, int rows_in, bool vec4, bool include_pad, int override_,
+                  const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ idx) {
+  extern __shared__ float4 tile4[];
+  float* tile = reinterpret_cast<float*>(tile4);
+  const int bands = (s.oh + band - 1) / band;
+  const long long plane = blockIdx.x / bands;
+  const int oh0 = static_cast<int>(blockIdx.x - plane * bands) * band;
+  const int r0 = oh0 * s.sh - s.ph;  // input row of the tile's first row (may be padding)
+  const float* xp = x + plane * s.h * s.w;
+  if (vec4) {
+    const int w4 = s.w / 4;
+    for (int e = threadIdx.x; e < rows_in * w4; e += blockDim.x) {
+      const int r = e / w4, ih = r0 + r;
+      if (ih >= 0 && ih < s.h) tile4[e] = reinterpret_cast<const float4*>(xp + (long long)ih * s.w)[e - r * w4];
+    }
+  } else {
+    for (int e = threadIdx.x; e < rows_in * s.w; e += blockDim.x) {
+      const int r = e / s.w, ih = r0 + r;
+      if (ih >= 0 && ih < s.h) tile[e] = xp[(long long)ih * s.w + (e - r * s.w)];
+    }
+  }
+  __syncthreads();
+  const int kh = taps<KH>(s.kh), kw = taps<KW>(s.kw);
+  const int n_out = (min(oh0 + band, s.oh) - oh0) * s.ow;
+  float* yp = y + (plane * s.oh + oh0) * s.ow;
+  for (int e = threadIdx.x; e < n_out; e += blockDim.x) {
+    const int r = e / s.ow, ow = e - r * s.ow, oh = oh0 + r;
+    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+    float acc = MAX ? -INFINITY : 0.f;
+    int arg = 0;
+    if constexpr (MAX) {
+      int hs = h0, ws = w0;  // the first in-bounds tap, as v1 and PyTorch
+      while (hs < 0) hs += s.dh;
+      while (ws < 0) ws += s.dw;
+      arg = hs * s.w + ws;
+    }
+    for (int a = 0; a < kh; ++a) {
+      const int ih = h0 + a * s.dh;
+      if (ih < 0 || ih >= s.h) continue;
+      const float* trow = tile + (ih - r0) * s.w;
+#pragma unroll
+      for (int b = 0; b < (KW > 0 ? KW : 1); ++b) {
+        for (int bb = b; bb < (KW > 0 ? b + 1 : kw); ++bb) {  // KW == 0: the run-time loop
+          const int iw = w0 + bb * s.dw;
+          if (iw < 0 || iw >= s.w) continue;
+          const float v = trow[iw];
+          if constexpr (MAX) {
+            if (v > acc || isnan(v)) {
+              acc = v;
+              arg = ih * s.w + iw;
+            }
+          } else {
+            acc += v;
+          }
+        }
+      }
+    }
+    if constexpr (MAX) {
+      yp[e] = acc;
+      idx[(plane * s.oh + oh0) * s.ow + e] = arg;
+    } else {
+      yp[e] = __fdividef(acc, avg_divisor(s, oh, ow, include_pad, override_));
+    }
+  }
+}
+
+// The band for v3: up to kBandRows output rows whose input rows fit kTileMaxBytes; 0 when not
+// even one row's does (then v2 runs).
+int tile_band(const PoolShape& s, int* rows_in) {
+  for (int band = std::min(kBandRows, s.oh); band >= 1; --band) {
+    const long long rows = (long long)(band - 1) * s.sh + (long long)(s.kh - 1) * s.dh + 1;
+    if (rows * s.w * 4 <= kTileMaxBytes) {
+      *rows_in = static_cast<int>(rows);
+      return band;
+    }
+  }
+  return 0;
+}
+
+template <bool MAX>
+bool launch_tile(const PoolShape& s, bool include_pad, int override_, std::uintptr_t x, std::uintptr_t y,
+                 std::uintptr_t idx, cudaStream_t st) {
+  int rows_in = 0;
+  const int band = tile_band(s, &rows_in);
+  const long long blocks = (long long)s.nc * ceil_div(s.oh, band);
+  if (band == 0 || blocks > 0x7fffffffLL) return false;
+  const bool vec4 = s.w % 4 == 0 && x % 16 == 0;
+  const size_t smem = (size_t)rows_in * s.w * sizeof(float);
+  auto go = [&](auto kh, auto kw) {
+    pool_fwd_tile<MAX, decltype(kh)::value, decltype(kw)::value><<<(unsigned)blocks, kTileThreads, smem, st>>>(
+        s, band, rows_in, vec4, include_pad, override_, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx));
+  };
+  if (s.kh == 2 && s.kw == 2) go(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{});
+  else if (s.kh == 3 && s.kw == 3) go(std::integral_constant<int, 3>{}, std::integral_constant<int, 3>{});
+  else go(std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
+  return true;
+}
+
 // First and last window index (lo, hi) covering input coordinate a along one axis: windows
 // o with o*stride - pad <= a < o*stride - pad + k. Floor division: a + pad - k may be negative.
 struct Span {
@@ -362,10 +472,12 @@ void max_pool2d_forward(const PoolShape& s, std::uintptr_t x, std::uintptr_t y, 
   const cudaStream_t st = as_stream(stream);
   const int blocks = grid_for(total, kThreads);
   with_index(total, [&](auto t) {
-    if (kernel_version("max_pool2d_forward") == 1) {
+    const int version = kernel_version("max_pool2d_forward");
+    if (version == 1) {
       max_pool_fwd<<<blocks, kThreads, 0, st>>>(s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
       return;
     }
+    if (version == 3 && launch_tile<true>(s, false, 0, x, y, idx, st)) return;
     with_window(s, [&](auto kh, auto kw) {
       max_pool_fwd_v2<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
           s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
@@ -407,11 +519,13 @@ void avg_pool2d_forward(const PoolShape& s, bool count_include_pad, int divisor_
   const cudaStream_t st = as_stream(stream);
   const int blocks = grid_for(total, kThreads);
   with_index(total, [&](auto t) {
-    if (kernel_version("avg_pool2d_forward") == 1) {
+    const int version = kernel_version("avg_pool2d_forward");
+    if (version == 1) {
       avg_pool_fwd<<<blocks, kThreads, 0, st>>>(s, count_include_pad, divisor_override, dptr<const float>(x),
                                                 dptr<float>(y), t);
       return;
     }
+    if (version == 3 && launch_tile<false>(s, count_include_pad, divisor_override, x, y, 0, st)) return;
     with_window(s, [&](auto kh, auto kw) {
       avg_pool_fwd_v2<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
           s, count_include_pad, divisor_override, dptr<const float>(x), dptr<float>(y), t);

@@ -1,11 +1,12 @@
-"""Memory-bound kernels, version 1 (as of 2026-11-27) against version 2 (the rework), side by side.
+"""Memory-bound kernels, version 1 (as of 2026-11-27) against the reworks, side by side.
 
     python3 bench/variants/membound.py [--reps 10]
 
-Families: max/avg pooling forward and backward, cross-entropy forward and backward, layer norm
-backward (pyengine._C.set_kernel_version picks the version for a family; both run through the
-same backend calls). Softmax and layer norm forward have one version; their rows show how much
-of a single call's time is the Python wrapper, not the kernel.
+Families: max/avg pooling forward (versions 1-3; 3 stages input bands in shared memory) and
+backward, cross-entropy forward and backward, layer norm backward (versions 1-2).
+pyengine._C.set_kernel_version picks the version of a family; every version runs through the same
+backend calls. Softmax and layer norm forward have one version; their rows show how much of a
+single call's time is the Python wrapper, not the kernel.
 
 Each case runs every version on the same random normal inputs, checks the result against the
 NumPy backend in float64 (on a subset of planes / rows where the full size is slow on the CPU)
@@ -35,6 +36,7 @@ from pyengine.backend import cuda_backend as cb  # noqa: E402
 from pyengine.backend import numpy_backend as nb  # noqa: E402
 
 BATCH = 10  # calls per event pair for the kernel-only time
+VERSIONS = {"max_pool2d_forward": (1, 2, 3), "avg_pool2d_forward": (1, 2, 3)}  # (1, 2) for the others
 
 
 def median_ms(fn, reps, batch=1):
@@ -187,7 +189,7 @@ def main():
     rows = []
     for make in (pool_cases, xent_cases, norm_softmax_cases):
         for family, label, shape, nbytes, run, check in make():
-            for version in ((1, 2) if family else (0,)):
+            for version in (VERSIONS.get(family, (1, 2)) if family else (0,)):
                 if family:
                     _C.set_kernel_version(family, version)
                 try:
