@@ -41,13 +41,15 @@ __global__ void attn_delta_kernel(const float* __restrict__ gout, const float* _
 }
 
 // dK, dV for one 64-key tile. Masked probabilities are set to exactly 0, so a row whose lse
-// is -inf (every key masked) contributes nothing instead of NaN.
-template <int D>
+// is -inf (every key masked) contributes nothing instead of NaN. FUSED_DQ (a candidate, see
+// attention_backward_variant): also adds this key tile's share of dQ = scale dS K into gq
+// (zeroed first) with atomics, so the separate dQ pass and its recomputation go away.
+template <int D, bool FUSED_DQ = false>
 __global__ void __launch_bounds__(kAttnThreads, 1)
     attn_bwd_kv_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
                        const float* __restrict__ v, const float* __restrict__ lse,
                        const float* __restrict__ gout, const float* __restrict__ delta,
-                       float* __restrict__ gk, float* __restrict__ gv) {
+                       float* __restrict__ gk, float* __restrict__ gv, float* __restrict__ gq = nullptr) {
   extern __shared__ float smem[];
   float* Ks = smem;
   float* Vs = Ks + kAttnTile * attn_ld<D>();
@@ -116,6 +118,31 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
       for (int j = 0; j < 4; ++j) Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = ds[i][j];
     __syncthreads();
     attn_frag_pv<D>(dk, Ps, ty, Qs, tx);
+    if constexpr (FUSED_DQ) {
+      __syncthreads();  // every thread is done reading dS^T
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * kAttnLdP + ty + 16 * i] = ds[i][j];
+      __syncthreads();
+      // Rows are queries m0 + ty + 16 i now, columns D-dim attn_col(tx, j).
+      float dq[4][D / 16];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < D / 16; ++j) dq[i][j] = 0.f;
+      attn_frag_pv<D>(dq, Ps, ty, Ks, tx);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int gi = m0 + ty + 16 * i;
+        if (gi >= a.l) continue;
+#pragma unroll
+        for (int j = 0; j < D / 16; ++j) {
+          const int c = attn_col<D>(tx, j);
+          if (c < a.e) atomicAdd(gq + (long long)bh * a.l * a.e + (long long)gi * a.e + c, dq[i][j] * a.scale);
+        }
+      }
+    }
   }
 
   gk += (long long)bh * a.s * a.e;
@@ -254,16 +281,39 @@ void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t
 
 namespace pyengine {
 
-std::vector<std::string> attention_backward_variant_names() { return {"v2 kv + q passes (default)"}; }
+std::vector<std::string> attention_backward_variant_names() {
+  return {"v2 kv + q passes (default)", "kv pass + atomic dq"};
+}
 
 void attention_backward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
                                 std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
                                 std::uintptr_t gout, std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk,
                                 std::uintptr_t gv, std::uintptr_t stream) {
-  if (variant != 0)
+  if (variant < 0 || variant > 1)
     throw std::invalid_argument("attention_backward_variant: variant " + std::to_string(variant) +
-                                " not in [0, 1)");
-  attention_backward(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+                                " not in [0, 2)");
+  if (variant == 0) return attention_backward(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+  if (a.bh <= 0 || (a.l <= 0 && a.s <= 0)) return;
+  if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
+    throw std::invalid_argument(desc("attention_backward_variant: head dims over 128 are not supported,", a, mask));
+  const cudaStream_t st = as_stream(stream);
+  const long long rows = (long long)a.bh * a.l;
+  if (rows > 0) {
+    CUDA_CHECK(cudaMemsetAsync(dptr<float>(gq), 0, sizeof(float) * rows * a.e, st));
+    attn_delta_kernel<<<(unsigned)ceil_div<long long>(rows, rows_per_block<32>()), row_threads<32>(), 0, st>>>(
+        dptr<const float>(gout), dptr<const float>(out), dptr<float>(delta), rows, a.ev);
+    check_launch(desc("attention_backward_variant (delta)", a, mask));
+  }
+  if (a.s <= 0) return;
+  attn_dispatch_d(a.e, a.ev, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    constexpr int smem = attn_smem_bytes<D>(4, 2);
+    CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kv_kernel<D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    attn_bwd_kv_kernel<D, true><<<dim3(a.bh, ceil_div(a.s, kAttnTile)), kAttnThreads, smem, st>>>(
+        a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<const float>(lse),
+        dptr<const float>(gout), dptr<const float>(delta), dptr<float>(gk), dptr<float>(gv), dptr<float>(gq));
+  });
+  check_launch(desc("attention_backward_variant (kv pass + atomic dq)", a, mask));
 }
 
 }  // namespace pyengine

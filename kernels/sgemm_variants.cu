@@ -19,8 +19,10 @@
 // Candidates (BM x BN x BK, per-lane TM x TN, stages, min blocks per SM):
 //   1: 128x128x8,  8x8,  3, 1     2: 128x128x16, 8x8,  3, 1     3: 128x128x16, 8x8, 4, 1
 //   4: 128x256x8,  8x16, 3, 1     5: 128x128x8,  8x8,  4, 1     6: 128x64x16,  8x4, 3, 2
-// ptxas (sm_90): 1 and 5 about 210 registers, 2-4 230-255 (1 block per SM); 128x128x8 bounded
-// to 2 blocks per SM (128 registers) spilled 880 bytes and was dropped.
+//   7: 128x128x8,  8x8,  3, 2, k loop not unrolled   8: 128x128x16, 8x8, 3, 2, not unrolled
+//   9: 128x128x8,  8x8,  3, 1, not unrolled
+// ptxas (sm_90): 1 and 5 about 210 registers, 2-4 230-255 (1 block per SM), 9 168; 7 and 8 fit
+// 128 registers (2 blocks per SM) with a 32-byte spill; unrolled, the 2-block bound spilled 880 bytes.
 // Measured: not yet measured on a GPU.
 #include "common.cuh"
 #include "cp_async.cuh"
@@ -35,9 +37,10 @@
 namespace pyengine {
 namespace {
 
-template <int BM_, int BN_, int BK_, int TM_, int TN_, int STAGES_, int MINB_>
+template <int BM_, int BN_, int BK_, int TM_, int TN_, int STAGES_, int MINB_, int UNROLL_ = BK_ / 4>
 struct GemmCfg {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_, STAGES = STAGES_, MINB = MINB_;
+  static constexpr int UNROLL = UNROLL_;  // of the k4 loop: 1 keeps one 4-k fragment live
   static constexpr int THREADS = 256, LY = 4, LX = 8, WM = LY * TM, WN = LX * TN;
   static_assert(BM % WM == 0 && BN % WN == 0 && (BM / WM) * (BN / WN) == THREADS / 32, "8 warps per block");
   static_assert(TM % 4 == 0 && TN % 4 == 0 && BK % 4 == 0, "4-wide runs");
@@ -152,7 +155,7 @@ __global__ void __launch_bounds__(256, C::MINB)
       cp_async_commit();
       const float* as = As + (kt % S) * SA;
       const float* bs = Bs + (kt % S) * SB;
-#pragma unroll
+#pragma unroll C::UNROLL
       for (int k4 = 0; k4 < BK; k4 += 4) {
         float x[TM][4];
         load_frag<TM, C::LY, C::LDK>(x, as, wm0, ly, k4);
@@ -206,7 +209,8 @@ const std::vector<std::string>& names() {
   static const std::vector<std::string> n = {
       "v2 register prefetch (default)", "async 128x128x8 8x8 s3",  "async 128x128x16 8x8 s3",
       "async 128x128x16 8x8 s4",        "async 128x256x8 8x16 s3", "async 128x128x8 8x8 s4",
-      "async 128x64x16 8x4 s3 2blk"};
+      "async 128x64x16 8x4 s3 2blk",    "async 128x128x8 8x8 s3 2blk u1", "async 128x128x16 8x8 s3 2blk u1",
+      "async 128x128x8 8x8 s3 u1"};
   return n;
 }
 
@@ -228,7 +232,10 @@ void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, c
     case 3: return launch<GemmCfg<128, 128, 16, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
     case 4: return launch<GemmCfg<128, 256, 8, 8, 16, 3, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
     case 5: return launch<GemmCfg<128, 128, 8, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    default: return launch<GemmCfg<128, 64, 16, 8, 4, 3, 2>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
+    case 6: return launch<GemmCfg<128, 64, 16, 8, 4, 3, 2>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
+    case 7: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
+    case 8: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
+    default: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
   }
 }
 

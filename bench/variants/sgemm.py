@@ -39,6 +39,12 @@ def _default_budget():
     return min(40.0, 0.7 * float(os.environ.get("DEVICE_VARIANTS_BUDGET", 120)) / n)
 
 
+def _verdict(row):
+    """'yes' when every error is within float32 GEMM tolerance (1e-5 of max |C|), else 'NO'."""
+    errs = [v for key, v in row.items() if key.startswith("err")]
+    return "yes" if errs and all(e < 1e-5 for e in errs) else "NO"
+
+
 def _strides(x):
     """(batch, row, col) element strides of a 2-D or 3-D CuPy array."""
     st = [s // x.itemsize for s in x.strides]
@@ -120,8 +126,8 @@ def main():
     print(f"SGEMM versions, fp32 FFMA ({C.device_name(0)}); vs cuBLAS = cuBLAS ms / ours (> 1: faster); "
           f"err = max |ours - cuBLAS| / max |C|; err64 vs float64 on odd shapes")
     print("| # | version | 4096 NN ms | TFLOP/s | vs cuBLAS | 4096 NT ms | vs cuBLAS | 1024 NN ms | vs cuBLAS "
-          "| err 4096 | err64 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| err 4096 | err64 | ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: r.get("ms_NN4096", 1e9)):
         if "error" in r:
             print(f"| {r['variant']} | {r['name']} | FAILED: {r['error']} |")
@@ -131,9 +137,10 @@ def main():
               f"| {f(None if ms is None else cub[4096] / ms, '.2f')} | {f(nt)} "
               f"| {f(None if nt is None else cub[4096] / nt, '.2f')} | {f(small)} "
               f"| {f(None if small is None else cub[1024] / small, '.2f')} "
-              f"| {f(max(r.get('err_NN4096', 0), r.get('err_NT4096', 0)), '.1e')} | {f(r.get('err64'), '.1e')} |")
+              f"| {f(max(r.get('err_NN4096', 0), r.get('err_NT4096', 0)), '.1e')} | {f(r.get('err64'), '.1e')} "
+              f"| {_verdict(r)} |")
     print(f"| - | cuBLAS fp32 (CuPy) | {f(cub[4096])} | {2 * 4096 ** 3 / cub[4096] / 1e9:.1f} | 1.00 | - | - "
-          f"| {f(cub[1024])} | 1.00 | - | - |")
+          f"| {f(cub[1024])} | 1.00 | - | - | - |")
 
 
 if __name__ == "__main__":
