@@ -13,7 +13,7 @@
 // kernel_version 2: forward windows of 2x2 and 3x3 taps compiled, so every tap's load issues
 // before the first comparison; average backward with a thread per 4 input columns of a row
 // (the row's window span and the index decomposition once per 4 elements; float4 stores when
-// W % 4 == 0); max backward with a block per plane accumulating gy in shared memory
+// W % 4 == 0; where windows do not overlap, the four loads issue together); max backward with a block per plane accumulating gy in shared memory
 // (shared-memory atomics at the saved indices), then writing the plane once: no zero fill, no
 // global atomics. Planes over the shared memory of a block (56K floats on an H100) take v1.
 // kernel_version 3 (forward only): a block per band of up to 8 output rows of a plane copies
@@ -353,7 +353,9 @@ __device__ __forceinline__ Span covering(int a, int k, int stride, int pad, int 
 // elements (v1 spent six run-time divisions per element), and writes a float4 when aligned.
 constexpr int kAvgCols = 4;
 
-template <typename I>
+// ONE: windows do not overlap (kh <= sh, kw <= sw), so at most one covers an element and the
+// four columns' loads are independent, issued together rather than one window loop at a time.
+template <bool ONE, typename I>
 __global__ void avg_pool_bwd_v2(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
                                 float* __restrict__ gx, I total_chunks, bool vec4) {
   const int chunks = (s.w + kAvgCols - 1) / kAvgCols;
@@ -370,9 +372,14 @@ __global__ void avg_pool_bwd_v2(PoolShape s, bool include_pad, int override_, co
       float sum = 0.f;
       if (iw < s.w) {
         const Span ws = covering(iw, s.kw, s.sw, s.pw, s.ow);
-        for (int oh = hs.lo; oh <= hs.hi; ++oh)
-          for (int ow = ws.lo; ow <= ws.hi; ++ow)
-            sum += __fdividef(gp[oh * s.ow + ow], avg_divisor(s, oh, ow, include_pad, override_));
+        if constexpr (ONE) {
+          if (hs.lo <= hs.hi && ws.lo <= ws.hi)
+            sum = __fdividef(gp[hs.lo * s.ow + ws.lo], avg_divisor(s, hs.lo, ws.lo, include_pad, override_));
+        } else {
+          for (int oh = hs.lo; oh <= hs.hi; ++oh)
+            for (int ow = ws.lo; ow <= ws.hi; ++ow)
+              sum += __fdividef(gp[oh * s.ow + ow], avg_divisor(s, oh, ow, include_pad, override_));
+        }
       }
       out[c] = sum;
     }
@@ -548,9 +555,14 @@ void avg_pool2d_backward(const PoolShape& s, bool count_include_pad, int divisor
   } else {
     const long long chunks = (long long)s.nc * s.h * ceil_div(s.w, kAvgCols);
     const bool vec4 = s.w % kAvgCols == 0 && gx % 16 == 0;
+    const bool one = s.kh <= s.sh && s.kw <= s.sw;
     with_index(chunks, [&](auto t) {
-      avg_pool_bwd_v2<<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
-          s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
+      if (one)
+        avg_pool_bwd_v2<true><<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
+            s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
+      else
+        avg_pool_bwd_v2<false><<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
+            s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
     });
   }
   check_launch(describe("avg_pool2d_backward", s));
