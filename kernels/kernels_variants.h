@@ -29,5 +29,9 @@ std::vector<std::string> sgemm_variant_names();
 // C[b] = A[b] @ B[b] in float32 (no bias, no activation, never TF32), as matmul's operands.
 void sgemm_variant(int variant, int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c,
                    std::uintptr_t stream);
+// matmul()'s route to the measured-best candidate: launches it and returns true for a large
+// float32 problem with row-major A (bias and act as matmul's), else returns false.
+bool sgemm_default_variant(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c,
+                           std::uintptr_t bias, int act, float act_param, std::uintptr_t stream);
 
 }  // namespace pyengine

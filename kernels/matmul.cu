@@ -19,6 +19,7 @@
 //      cp.async multi-stage pipeline and 2 blocks per SM at 4096 (now 1 block, ~150 registers).
 #include "common.cuh"
 #include "kernels_core.h"
+#include "kernels_variants.h"
 #include "matmul_tile.cuh"
 
 #include <stdexcept>
@@ -115,6 +116,12 @@ void matmul(int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c, std:
   cudaStream_t st = as_stream(stream);
   if (tf32) {
     launch_matmul_tf32(batch, m, n, k, a, b, c, bias, act, act_param, st);
+    return;
+  }
+  if (sgemm_default_variant(batch, m, n, k, a, b, c, bias, act, act_param, stream)) {
+    check_launch(std::string("sgemm (sgemm_variants.cu default) batch=") + std::to_string(batch) + " m=" +
+                 std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " act=" +
+                 std::to_string(act));
     return;
   }
   const bool vec = mat_vec_ok(a) && mat_vec_ok(b);

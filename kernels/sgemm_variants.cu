@@ -99,9 +99,9 @@ __device__ __forceinline__ void load_frag(float (&x)[T][4], const float* s, int 
     }
 }
 
-template <class C, bool B_K>
+template <class C, bool B_K, class Epi>
 __global__ void __launch_bounds__(256, C::MINB)
-    sgemm_var_kernel(int batch, int M, int N, int K, Mat a, Mat b, float* __restrict__ c, bool vec, bool cvec) {
+    sgemm_var_kernel(int batch, int M, int N, int K, Mat a, Mat b, Epi epi, bool vec) {
   constexpr int BM = C::BM, BN = C::BN, BK = C::BK, TM = C::TM, TN = C::TN, S = C::STAGES;
   constexpr int SA = C::template tile_floats<true, BM>(), SB = C::template tile_floats<B_K, BN>();
   extern __shared__ __align__(16) float smem[];
@@ -189,17 +189,18 @@ __global__ void __launch_bounds__(256, C::MINB)
     }
     cp_async_wait<0>();
 
-    const MatmulEpilogue<ACT_NONE> epi{c + (long long)z * M * N, nullptr, M, N, 0.f, cvec};
+    Epi e = epi;
+    e.c += (long long)z * M * N;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
       const int m = m0 + wm0 + frag_line<true, C::LY>(i / 4, i % 4, ly);
       if (B_K) {
         // Columns of a lane are r * 8 + lx apart: no 4-run is contiguous.
 #pragma unroll
-        for (int j = 0; j < TN; ++j) epi.store1(m, n0 + wn0 + frag_line<true, C::LX>(j / 4, j % 4, lx), acc[i][j]);
+        for (int j = 0; j < TN; ++j) e.store1(m, n0 + wn0 + frag_line<true, C::LX>(j / 4, j % 4, lx), acc[i][j]);
       } else {
 #pragma unroll
-        for (int g = 0; g < TN / 4; ++g) epi.store4(m, n0 + wn0 + frag_line<false, C::LX>(g, 0, lx), &acc[i][4 * g]);
+        for (int g = 0; g < TN / 4; ++g) e.store4(m, n0 + wn0 + frag_line<false, C::LX>(g, 0, lx), &acc[i][4 * g]);
       }
     }
   }
@@ -214,30 +215,33 @@ const std::vector<std::string>& names() {
   return n;
 }
 
-template <class C, bool B_K>
-void launch(int batch, int m, int n, int k, const Mat& a, const Mat& b, float* c, bool vec, bool cvec,
-            cudaStream_t st) {
+template <class C, bool B_K, class Epi>
+void launch(int batch, int m, int n, int k, const Mat& a, const Mat& b, const Epi& epi, bool vec, cudaStream_t st) {
   constexpr int smem = C::template smem_bytes<B_K>();
-  CUDA_CHECK(cudaFuncSetAttribute(sgemm_var_kernel<C, B_K>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  CUDA_CHECK(cudaFuncSetAttribute(sgemm_var_kernel<C, B_K, Epi>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(ceil_div(n, C::BN), ceil_div(m, C::BM), batch < 65535 ? batch : 65535);
-  sgemm_var_kernel<C, B_K><<<grid, 256, smem, st>>>(batch, m, n, k, a, b, c, vec, cvec);
+  sgemm_var_kernel<C, B_K, Epi><<<grid, 256, smem, st>>>(batch, m, n, k, a, b, epi, vec);
 }
 
-template <bool B_K>
-void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, const Mat& b, float* c, bool vec,
-                    bool cvec, cudaStream_t st) {
+template <bool B_K, class Epi>
+void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, const Mat& b, const Epi& e, bool vec,
+                    cudaStream_t st) {
   switch (variant) {
-    case 1: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 2: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 3: return launch<GemmCfg<128, 128, 16, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 4: return launch<GemmCfg<128, 256, 8, 8, 16, 3, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 5: return launch<GemmCfg<128, 128, 8, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 6: return launch<GemmCfg<128, 64, 16, 8, 4, 3, 2>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 7: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    case 8: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
-    default: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1, 1>, B_K>(batch, m, n, k, a, b, c, vec, cvec, st);
+    case 1: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 2: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 3: return launch<GemmCfg<128, 128, 16, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 4: return launch<GemmCfg<128, 256, 8, 8, 16, 3, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 5: return launch<GemmCfg<128, 128, 8, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 6: return launch<GemmCfg<128, 64, 16, 8, 4, 3, 2>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 7: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 8: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    default: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
   }
 }
+
+// The version matmul() runs for large row-major-A problems (0: none, matmul.cu's kernel).
+constexpr int kSgemmDefault = 0;
+using DefaultCfg = GemmCfg<128, 128, 8, 8, 8, 3, 1>;
 
 }  // namespace
 
@@ -258,12 +262,29 @@ void sgemm_variant(int variant, int batch, int m, int n, int k, Mat a, Mat b, st
   if (ceil_div(m, 64) > 65535)
     throw std::invalid_argument("sgemm_variant: m=" + std::to_string(m) + " exceeds the grid limit");
   const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
-  const bool cvec = c % 16 == 0 && n % 4 == 0;
-  if (b_k) launch_variant<true>(variant, batch, m, n, k, a, b, dptr<float>(c), vec, cvec, as_stream(stream));
-  else launch_variant<false>(variant, batch, m, n, k, a, b, dptr<float>(c), vec, cvec, as_stream(stream));
+  const MatmulEpilogue<ACT_NONE> epi{dptr<float>(c), nullptr, m, n, 0.f, c % 16 == 0 && n % 4 == 0};
+  if (b_k) launch_variant<true>(variant, batch, m, n, k, a, b, epi, vec, as_stream(stream));
+  else launch_variant<false>(variant, batch, m, n, k, a, b, epi, vec, as_stream(stream));
   check_launch("sgemm_variant " + names()[variant] + " batch=" + std::to_string(batch) + " m=" +
                std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
                " b_along_k=" + std::to_string(b_k) + " vec=" + std::to_string(vec));
+}
+
+bool sgemm_default_variant(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c,
+                           std::uintptr_t bias, int act, float act_param, std::uintptr_t stream) {
+  const cudaStream_t st = as_stream(stream);
+  if (kSgemmDefault == 0 || a.cs != 1 || !(b.cs == 1 || b.rs == 1) || k <= 0) return false;
+  // Only where the 128 x 128 tiles fill every SM twice (matmul.cu's rule for its big tile).
+  if ((long long)ceil_div(m, DefaultCfg::BM) * ceil_div(n, DefaultCfg::BN) * batch < 2LL * tile::sm_count()) return false;
+  const bool b_k = b.cs != 1;
+  const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
+  const bool cvec = c % 16 == 0 && n % 4 == 0;
+  with_epilogue_act(act, [&](auto act_c) {
+    const MatmulEpilogue<decltype(act_c)::value> epi{dptr<float>(c), dptr<const float>(bias), m, n, act_param, cvec};
+    if (b_k) launch<DefaultCfg, true>(batch, m, n, k, a, b, epi, vec, st);
+    else launch<DefaultCfg, false>(batch, m, n, k, a, b, epi, vec, st);
+  });
+  return true;
 }
 
 }  // namespace pyengine
