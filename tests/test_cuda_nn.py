@@ -130,6 +130,18 @@ def _at_version(families, version):
         _C.set_kernel_version(family, version)
 
 
+def test_kernel_version_selection_is_checked():
+    from pyengine import _C
+    with pytest.raises(ValueError, match="unknown family 'softmax'"):
+        _C.set_kernel_version("softmax", 1)
+    with pytest.raises(ValueError, match=r"versions 1\.\.2"):
+        _C.set_kernel_version("cross_entropy_forward", 3)
+    _C.set_kernel_version("cross_entropy_forward", 1)
+    assert _C.kernel_version("cross_entropy_forward") == 1
+    _C.set_kernel_version("cross_entropy_forward", 0)
+    assert _C.kernel_version("cross_entropy_forward") in (1, 2)
+
+
 @pytest.fixture(params=[1, 2], ids=["v1", "v2"])
 def xent_version(request):
     """The cross-entropy kernels at kernel version 1 (as of 2026-11-27) or 2 (the rework)."""
