@@ -5,6 +5,8 @@
 
 #include "kernels_nn.h"
 
+#include <pybind11/stl.h>
+
 #include <cstdint>
 
 namespace py = pybind11;
@@ -92,4 +94,12 @@ void bind_nn(py::module_& m) {
   m.def("layer_norm_backward_fused", &layer_norm_backward_fused, "gy"_a, "x"_a, "weight"_a, "mean"_a,
         "rstd"_a, "gx"_a, "partial"_a, "gw"_a, "gb"_a, "rows"_a, "d"_a, "stream"_a,
         "Layer norm gx, gw and gb in one pass over gy and x (plus a small column sum of the partials).");
+
+  m.def("sgd_step_multi", &sgd_step_multi, "params"_a, "grads"_a, "bufs"_a, "sizes"_a, "lr"_a, "momentum"_a,
+        "dampening"_a, "nesterov"_a, "weight_decay"_a, "first_step"_a, "maximize"_a, "stream"_a,
+        "Fused in-place SGD over lists of parameters: one launch per 48 (pointers passed in the launch).");
+  m.def("adam_step_multi", &adam_step_multi, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
+        "max_exp_avg_sqs"_a, "sizes"_a, "step"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a, "weight_decay"_a,
+        "decoupled"_a, "amsgrad"_a, "maximize"_a, "stream"_a,
+        "Fused in-place Adam / AdamW over lists of parameters: one launch per 48.");
 }

@@ -6,6 +6,7 @@
 // array is contiguous float32 unless said otherwise.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace pyengine {
 
@@ -122,5 +123,23 @@ void layer_norm_backward_fused(std::uintptr_t gy, std::uintptr_t x, std::uintptr
                                std::uintptr_t mean, std::uintptr_t rstd, std::uintptr_t gx,
                                std::uintptr_t partial, std::uintptr_t gw, std::uintptr_t gb, long long rows,
                                int d, std::uintptr_t stream);
+
+}  // namespace pyengine
+
+namespace pyengine {
+// Multi-tensor ("foreach") optimizer updates: every parameter of a list in one launch per 48
+// (no device memory, the pointers travel in the launch). params[t], grads[t] and the state
+// lists hold sizes[t] contiguous floats each; bufs may be empty when momentum == 0 and
+// max_exp_avg_sqs unless amsgrad. maximize negates every gradient. The formulas and their
+// rounding are those of sgd_step / adam_step above.
+void sgd_step_multi(const std::vector<std::uintptr_t>& params, const std::vector<std::uintptr_t>& grads,
+                    const std::vector<std::uintptr_t>& bufs, const std::vector<long long>& sizes, double lr,
+                    double momentum, double dampening, bool nesterov, double weight_decay, bool first_step,
+                    bool maximize, std::uintptr_t stream);
+void adam_step_multi(const std::vector<std::uintptr_t>& params, const std::vector<std::uintptr_t>& grads,
+                     const std::vector<std::uintptr_t>& exp_avgs, const std::vector<std::uintptr_t>& exp_avg_sqs,
+                     const std::vector<std::uintptr_t>& max_exp_avg_sqs, const std::vector<long long>& sizes,
+                     long long step, double lr, double beta1, double beta2, double eps, double weight_decay,
+                     bool decoupled, bool amsgrad, bool maximize, std::uintptr_t stream);
 
 }  // namespace pyengine
