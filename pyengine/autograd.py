@@ -274,6 +274,12 @@ def backward(tensor, gradient=None, retain_graph=False):
                 node._saved, node._freed = (), True
 
 
+def _root(a):
+    """The array that owns ``a``'s memory (NumPy and CuPy point a view's .base at it)."""
+    b = getattr(a, "base", None)
+    return a if b is None else b
+
+
 def _run_node(node, got, grads):
     xp = node._out_xp
     outs = [got[i] if i in got else None if meta is None else xp.zeros(meta[0], dtype=meta[1])
@@ -287,9 +293,15 @@ def _run_node(node, got, grads):
     if len(res) != len(node._parents):
         raise RuntimeError(f"{node.name} returned {len(res)} gradients; expected "
                            f"{len(node._parents)} (one per forward argument)")
+    # A leaf keeps a gradient as its .grad without a copy when nothing else can hold its
+    # memory: not an incoming gradient passed through, not a saved array, not shared with
+    # another result (by owner, so views count). On a GPU this saves a copy per parameter.
+    shared = {id(_root(a)) for a in outs + list(node._saved) if a is not None}
+    roots = [id(_root(g)) if g is not None else None for g in res]
     for i, (p, g) in enumerate(zip(node._parents, res)):
         if p is None or g is None:
             continue
+        owned = roots[i] not in shared and roots.count(roots[i]) == 1
         g = _as_array(g, node.backend.xp)
         if tuple(g.shape) != p[2]:
             raise RuntimeError(f"{node.name} returned a gradient of shape {tuple(g.shape)} for "
@@ -297,7 +309,7 @@ def _run_node(node, got, grads):
         if _anomaly and not bool(node.backend.xp.isfinite(g).all()):
             raise RuntimeError(f"Function '{node.name}' returned nan or inf values in its {i}th output.")
         if p[1] is None:
-            _accumulate(p[0], g)
+            _accumulate(p[0], g, owned)
         else:
             slot = grads.setdefault(id(p[0]), {})
             slot[p[1]] = slot[p[1]] + g if p[1] in slot else g
@@ -307,11 +319,12 @@ def _as_array(a, xp):
     return a if isinstance(a, xp.ndarray) else xp.asarray(a)
 
 
-def _accumulate(t, g):
+def _accumulate(t, g, owned=False):
     if t.grad is None:
-        # A copy: the same array may reach several leaves (Add passes g to both inputs) or be
-        # the caller's, and optimizers and clip_grad_norm_ change .grad in place.
-        t.grad = _tensor.Tensor._make(g.astype(t.data.dtype), t.device)
+        # A copy unless ``owned``: the same array may reach several leaves (Add passes g to
+        # both inputs) or be the caller's, and optimizers and clip_grad_norm_ change .grad in place.
+        t.grad = _tensor.Tensor._make(g if owned and g.dtype == t.data.dtype else g.astype(t.data.dtype),
+                                      t.device)
     else:
         t.grad = _tensor.Tensor._make(t.grad.data + g.astype(t.data.dtype, copy=False), t.device)
 

@@ -86,10 +86,14 @@ def softmax_backward(gy, y, dim, log=False):
     return _rows_back(gx, dim, y.shape)
 
 
-def _check_targets(logits, target, ignore_index, op):
+def _check_targets(logits, target, ignore_index, op, bounds=True):
+    """The targets as contiguous int64, checked against logits; ``bounds`` also checks each
+    class (one reduction and a device sync). The backward leaves that out: its targets are
+    the forward's, and a row whose class is out of range gets a NaN gradient there."""
     _glue.check_target_shape(logits, target, op)
     target = cp.ascontiguousarray(target, dtype=cp.int64)
-    _glue.check_target_bounds(logits, target, ignore_index, op)
+    if bounds:
+        _glue.check_target_bounds(logits, target, ignore_index, op)
     return target
 
 
@@ -106,7 +110,7 @@ def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0):
 
 
 def cross_entropy_backward(gloss, logits, target, lse, ignore_index=-100, label_smoothing=0.0):
-    target = _check_targets(logits, target, ignore_index, "cross_entropy_backward")
+    target = _check_targets(logits, target, ignore_index, "cross_entropy_backward", bounds=False)
     logits = _f32(logits, "cross_entropy_backward", "logits")
     n, c = logits.shape
     gloss = _f32(cp.broadcast_to(gloss, (n,)), "cross_entropy_backward", "gloss")
@@ -252,7 +256,9 @@ def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
     C.attention_forward(**args, q=qc.data.ptr, k=kc.data.ptr, v=vc.data.ptr, out=out.data.ptr,
                         lse=lse.data.ptr, stream=_stream())
     del mask  # queued before the free: CuPy's pool reuses memory in stream order
-    return out, (lse,)
+    # The contiguous q, k, v go to the backward too: a model's q, k, v are usually head-split
+    # views, and copying them again there costs three launches per attention call.
+    return out, (lse, qc, kc, vc)
 
 
 def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, scale=None,
@@ -260,9 +266,12 @@ def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, sc
     lead = _check_sdpa(q, k, v, attn_mask, is_causal)
     if dropout_p > 0:
         return _sdpa_unfused_backward(gout, q, k, v, saved, scale)
-    (lse,) = saved
+    lse, *contig = saved
     op = "sdpa_backward"
-    qc, kc, vc = (_contig(a, lead, op, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+    if len(contig) == 3 and all(c.shape == lead + a.shape[-2:] for c, a in zip(contig, (q, k, v))):
+        qc, kc, vc = contig
+    else:
+        qc, kc, vc = (_contig(a, lead, op, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
     out_shape = lead + (q.shape[-2], v.shape[-1])
     if gout.shape != out_shape or out.shape != out_shape:
         raise ValueError(f"{op}: gout {gout.shape} and out {out.shape} must be {out_shape}")
@@ -362,3 +371,60 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1,
                          _ptr(max_exp_avg_sq) if amsgrad else 0, param.size, int(step), float(lr),
                          float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled),
                          bool(amsgrad), _stream())
+
+
+# Multi-tensor ("foreach") updates: every parameter of a list in one launch per 48 tensors.
+# Not part of the backend table (the optimizers use them when every parameter is a float32
+# CuPy array on the native backend); the per-tensor *_step functions above stay the contract.
+
+def _lists(op, params, grads, **states):
+    """(sizes, pointer lists) after checking every operand as the single-tensor path does."""
+    if len(grads) != len(params):
+        raise ValueError(f"{op}: {len(params)} params but {len(grads)} grads")
+    ptrs = {"params": [], "grads": []}
+    for name, arrays in states.items():
+        if arrays is not None and len(arrays) != len(params):
+            raise ValueError(f"{op}: {len(params)} params but {len(arrays)} {name}")
+        ptrs[name] = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        _state(p, p, op, f"params[{i}]")
+        _cuda_common._f32_view(g, op, f"grads[{i}]", _NOT_CUPY, _NOT_F32)
+        if g.shape != p.shape:
+            raise ValueError(f"{op}: grads[{i}] {g.shape} does not match params[{i}] {p.shape}")
+        if not g.flags.c_contiguous:
+            raise ValueError(f"{op}: grads[{i}] must be contiguous (shape {g.shape}, strides {g.strides})")
+        ptrs["params"].append(p.data.ptr)
+        ptrs["grads"].append(g.data.ptr)
+        for name, arrays in states.items():
+            if arrays is not None:
+                ptrs[name].append(_state(arrays[i], p, op, f"{name}[{i}]").data.ptr)
+    return [p.size for p in params], ptrs
+
+
+def sgd_step_multi(params, grads, bufs, lr, momentum, dampening, nesterov, weight_decay, first_step,
+                   maximize=False):
+    """sgd_step over lists (bufs None when momentum == 0); grads must be contiguous (the
+    caller copies a strided one: this updates in place and returns nothing to copy back)."""
+    op = "sgd_step_multi"
+    if momentum and bufs is None:
+        raise ValueError(f"{op}: momentum != 0 needs momentum buffers, got None")
+    sizes, ptrs = _lists(op, params, grads, bufs=bufs if momentum else None)
+    _kernels().sgd_step_multi(ptrs["params"], ptrs["grads"], ptrs.get("bufs", []), sizes, float(lr),
+                              float(momentum), float(dampening), bool(nesterov), float(weight_decay),
+                              bool(first_step), bool(maximize), _stream())
+
+
+def adam_step_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
+                    weight_decay, decoupled, amsgrad, maximize=False):
+    """adam_step over lists of parameters that share ``step``."""
+    op = "adam_step_multi"
+    if amsgrad and max_exp_avg_sqs is None:
+        raise ValueError(f"{op}: amsgrad=True needs max_exp_avg_sqs, got None")
+    if step < 1:
+        raise ValueError(f"{op}: step is the 1-based count after increment, got {step}")
+    sizes, ptrs = _lists(op, params, grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+                         max_exp_avg_sqs=max_exp_avg_sqs if amsgrad else None)
+    _kernels().adam_step_multi(ptrs["params"], ptrs["grads"], ptrs["exp_avgs"], ptrs["exp_avg_sqs"],
+                               ptrs.get("max_exp_avg_sqs", []), sizes, int(step), float(lr), float(beta1),
+                               float(beta2), float(eps), float(weight_decay), bool(decoupled), bool(amsgrad),
+                               bool(maximize), _stream())

@@ -141,13 +141,14 @@ def check_qkv(q, k, v):
                          f"got {q.shape}, {k.shape}, {v.shape}")
 
 
-def check_embedding(gy, indices, num_embeddings):
-    """The flat int64 indices, after checking them against gy and the table size."""
+def check_embedding(gy, indices, num_embeddings, check_range=True):
+    """The flat int64 indices, after checking them against gy and, with ``check_range``, the
+    table size (two reductions and, on a GPU, a device sync)."""
     if gy.shape[:-1] != indices.shape:
         raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match "
                          f"indices {indices.shape} (expected indices.shape + (dim,))")
     idx = indices.reshape(-1).astype(np.int64, copy=False)
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_embeddings):
+    if check_range and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_embeddings):
         raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
     return idx
 

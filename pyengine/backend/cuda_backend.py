@@ -23,6 +23,7 @@ from . import _glue
 from ._cuda_common import _f32, _f32_view, _ptr, _stream, cp
 from ._cuda_nn import (  # the nn families, wrapped by the CUDA-nn half of the kernels
     adam_step,
+    adam_step_multi,
     cross_entropy,
     cross_entropy_backward,
     layer_norm,
@@ -30,6 +31,7 @@ from ._cuda_nn import (  # the nn families, wrapped by the CUDA-nn half of the k
     sdpa,
     sdpa_backward,
     sgd_step,
+    sgd_step_multi,
     softmax,
     softmax_backward,
 )
@@ -354,8 +356,11 @@ def activation_backward(name, gy, x, y, param=None, out=None):
 # --------------------------------------------------------------------------------------
 
 def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
+    """The range of ``indices`` is the caller's to check (F.embedding checks it in the
+    forward): here it would cost a device sync every step. CuPy's indexing does not check
+    bounds (it wraps an out-of-range index), so a bad index cannot write out of bounds."""
     d = gy.shape[-1]
-    idx = _glue.check_embedding(gy, indices, num_embeddings)
+    idx = _glue.check_embedding(gy, indices, num_embeddings, check_range=False)
     gw = cp.zeros((num_embeddings, d), dtype=gy.dtype)
     cp.add.at(gw, idx, gy.reshape(-1, d))
     if padding_idx is not None:
@@ -363,11 +368,22 @@ def embedding_backward(gy, indices, num_embeddings, padding_idx=None):
     return gw
 
 
+def _basic(index):
+    """Whether ``index`` is a basic one (ints, slices, None, Ellipsis): it names each element
+    at most once, so a plain copy can scatter into it."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, slice)
+               or (isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))) for i in items)
+
+
 def scatter_add(shape, index, values):
     values = cp.asarray(values)
     out = cp.zeros(tuple(shape), dtype=values.dtype)
-    # add.at sums repeated advanced indices (plain setitem would keep only one).
-    cp.add.at(out, index, values)
+    if _basic(index):
+        out[index] = values  # a strided copy; add.at's atomic scatter is for repeated indices
+    else:
+        # add.at sums repeated advanced indices (plain setitem would keep only one).
+        cp.add.at(out, index, values)
     return out
 
 

@@ -31,6 +31,10 @@ class Adam(Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             amsgrad = group["amsgrad"]
+            multi, items = self._foreach(group, "adam_step_multi")
+            if multi is not None:
+                self._step_multi(multi, group, items)
+                continue
             for p, backend, grad in self._grads(group):
                 state = self.state[p]
                 if not state:
@@ -43,6 +47,27 @@ class Adam(Optimizer):
                                   state["step"], float(group["lr"]), beta1, beta2, group["eps"],
                                   group["weight_decay"], self._decoupled, amsgrad)
         return loss
+
+    def _step_multi(self, multi, group, items):
+        """One multi-tensor launch per distinct step count (one, unless parameters joined
+        the group or gained gradients at different times)."""
+        beta1, beta2 = group["betas"]
+        amsgrad = group["amsgrad"]
+        names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+        runs = {}
+        for p, grad in items:
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                for name in names:
+                    state[name] = Tensor._make(p._backend.xp.zeros_like(p.data), p.device)
+            state["step"] += 1
+            run = runs.setdefault(state["step"], ([], [], [], [], []))
+            for lst, a in zip(run, (p.data, grad) + tuple(state[n].data for n in names)):
+                lst.append(a)
+        for step, (params, grads, m, v, vmax) in runs.items():
+            multi(params, grads, m, v, vmax if amsgrad else None, step, float(group["lr"]), beta1, beta2,
+                  group["eps"], group["weight_decay"], self._decoupled, amsgrad, group.get("maximize", False))
 
 
 class AdamW(Adam):

@@ -87,9 +87,10 @@ class Optimizer:
             return closure()
 
     @staticmethod
-    def _grads(group: dict):
+    def _grads(group: dict, negate: bool = True):
         """(param, backend, grad array) for each parameter of ``group`` that has a grad, the
-        gradient negated when the group maximizes."""
+        gradient negated when the group maximizes (and ``negate`` is left True)."""
+        maximize = negate and group.get("maximize", False)
         for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
@@ -97,9 +98,25 @@ class Optimizer:
                 raise RuntimeError(f"param {i} of shape {p.shape} ({p.dtype}, {p.device}) has a grad of shape "
                                    f"{p.grad.shape} ({p.grad.dtype}, {p.grad.device}); they must match")
             grad = p.grad.data
-            if group.get("maximize", False):
+            if maximize:
                 grad = -grad
             yield p, get_backend(p.device), grad
+
+    @classmethod
+    def _foreach(cls, group: dict, name: str):
+        """(the backend's multi-tensor update ``name``, [(param, contiguous grad array)]) when
+        one call can update every parameter of ``group`` that has a grad: all float32 on one
+        backend that has ``name`` (the native CUDA one). Else (None, None): step per parameter.
+        The gradients are not negated; the multi-tensor updates take ``maximize``."""
+        items = list(cls._grads(group, negate=False))
+        if not items:
+            return None, None
+        backend = items[0][1]
+        fn = getattr(backend, name, None)
+        if fn is None or any(b is not backend or p.data.dtype != np.float32 for p, b, _ in items):
+            return None, None
+        xp = backend.xp
+        return fn, [(p, g if g.flags.c_contiguous else xp.ascontiguousarray(g)) for p, _, g in items]
 
     # ----- state dict ---------------------------------------------------------------------
     def state_dict(self) -> dict:

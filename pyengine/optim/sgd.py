@@ -30,6 +30,10 @@ class SGD(Optimizer):
         loss = self._eval_closure(closure)
         for group in self.param_groups:
             momentum = group["momentum"]
+            multi, items = self._foreach(group, "sgd_step_multi")
+            if multi is not None:
+                self._step_multi(multi, group, items)
+                continue
             for p, backend, grad in self._grads(group):
                 buf = None
                 first = False
@@ -42,3 +46,26 @@ class SGD(Optimizer):
                 backend.sgd_step(p.data, grad, buf, float(group["lr"]), momentum, group["dampening"],
                                  group["nesterov"], group["weight_decay"], first)
         return loss
+
+    def _step_multi(self, multi, group, items):
+        """One multi-tensor launch for the parameters whose momentum buffer exists, one for
+        those taking their first step (the buffer starts as the gradient)."""
+        momentum = group["momentum"]
+        runs = {False: ([], [], []), True: ([], [], [])}
+        for p, grad in items:
+            first, buf = False, None
+            if momentum != 0:
+                state = self.state[p]
+                if state.get("momentum_buffer") is None:
+                    first = True
+                    state["momentum_buffer"] = Tensor._make(p._backend.xp.zeros_like(p.data), p.device)
+                buf = state["momentum_buffer"].data
+            params, grads, bufs = runs[first]
+            params.append(p.data)
+            grads.append(grad)
+            bufs.append(buf)
+        for first, (params, grads, bufs) in runs.items():
+            if params:
+                multi(params, grads, bufs if momentum != 0 else None, float(group["lr"]), momentum,
+                      group["dampening"], group["nesterov"], group["weight_decay"], first,
+                      group.get("maximize", False))
