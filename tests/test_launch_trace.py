@@ -1,0 +1,88 @@
+"""The host-side cost of a native CUDA training step, counted without a GPU
+(pyengine/bench/launch_trace.py: NumPy stands in for CuPy, a fake pyengine._C counts
+launches). These pin what the per-step overhead work bought: one optimizer launch for all
+parameters, no copy of a fresh parameter gradient, no device sync after the forward pass."""
+import numpy as np
+import pytest
+
+from pyengine.bench import launch_trace as lt
+
+
+def test_fake_array_counts_syncs_launches_and_allocations():
+    with lt.fake_device() as cp:
+        a = cp.asarray(np.arange(6, dtype=np.float32)).reshape(2, 3)
+        stats = lt._Stats()
+        lt._STATS = stats
+        try:
+            b = a * 2 + 1           # two elementwise launches
+            s = b.sum()             # one reduction
+            bool(s > 0)             # one launch, one sync
+            float(s)                # one sync
+            cp.ascontiguousarray(b.T)  # a copy
+            cp.ascontiguousarray(b)    # none
+        finally:
+            lt._STATS = None
+    assert sum(stats.syncs.values()) == 2
+    assert stats.cupy["multiply"] == 1 and stats.cupy["add"] == 1 and stats.cupy["add.reduce"] == 1
+    assert stats.cupy["ascontiguousarray(copy)"] == 1
+    assert stats.allocs == 5  # multiply, add, sum, greater, the copy
+
+
+@pytest.mark.parametrize("optimizer,kernel", [("sgd", "sgd_step_multi"), ("adam", "adam_step_multi"),
+                                              ("adamw", "adam_step_multi")])
+def test_one_optimizer_launch_updates_every_parameter(optimizer, kernel):
+    res = lt.trace_step("mlp", optimizer)
+    kernels = res["stats"].kernels
+    assert kernels[kernel] == 1, kernels
+    assert kernels["sgd_step"] == kernels["adam_step"] == 0
+
+
+def test_fresh_parameter_gradients_are_kept_without_a_copy():
+    # The MLP's weight and bias gradients come out of a GEMM and a reduction: nothing else
+    # holds them, so autograd hands them to .grad as they are (no astype copy per parameter).
+    res = lt.trace_step("mlp", "sgd")
+    assert res["stats"].cupy["astype"] <= 2, res["stats"].cupy  # the loss's mean, not the 6 params
+
+
+def test_no_device_sync_after_the_forward_pass():
+    """Backward and optimizer step of the GPT never read device data on the host (the
+    forward's target and index checks are the functional layer's)."""
+    from pyengine.nn import functional as F
+
+    with lt.fake_device():
+        step, parts = lt.build_step("gpt-small", "cuda", "adamw", batch=2)
+        step()
+        parts.opt.zero_grad()
+        out = parts.model(parts.xt)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), parts.yt.reshape(-1))
+        stats = lt._Stats()
+        lt._STATS = stats
+        try:
+            loss.backward()
+            parts.opt.step()
+        finally:
+            lt._STATS = None
+    assert not stats.syncs, dict(stats.syncs)
+    assert stats.kernels["adam_step_multi"] == 1
+
+
+def test_leaf_gradients_never_share_memory():
+    # Add hands one gradient to both inputs, Reshape a view of its incoming one: the leaves
+    # that receive them must get their own copies, since .grad is changed in place later.
+    import pyengine as pe
+
+    a = pe.tensor(np.ones((2, 3)), requires_grad=True)
+    b = pe.tensor(np.ones((2, 3)), requires_grad=True)
+    c = pe.tensor(np.ones(6), requires_grad=True)
+    (a + b + c.reshape(2, 3) + a).sum().backward()
+    grads = [a.grad.data, b.grad.data, c.grad.data]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not np.shares_memory(grads[i], grads[j])
+    np.testing.assert_array_equal(a.grad.numpy(), np.full((2, 3), 2.0))
+    w = pe.tensor(np.ones((3, 4)), requires_grad=True)
+    x = pe.tensor(np.ones((5, 3)), requires_grad=True)
+    y = x @ w
+    y.sum().backward()
+    w.grad.data[...] = 0  # an optimizer or clip_grad_norm_ changing .grad in place
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((5, 3), 4.0))
