@@ -163,4 +163,21 @@ PYBIND11_MODULE(_C, m) {
 
   bind_nn(m);
   bind_variants(m);
+
+  m.def("matmul_tf32_variants", &pyengine::matmul_tf32_variants,
+        "Names of the TF32 GEMM versions matmul_tf32_variant runs ('auto' is what matmul(tf32=True) runs).");
+  m.def("matmul_tf32_variant",
+        [](const std::string& variant, int batch, int m_, int n, int k, uintptr_t a, py::tuple a_strides, uintptr_t b,
+           py::tuple b_strides, uintptr_t c, uintptr_t bias, int act, float act_param, uintptr_t stream) {
+          const Mat ma{a, a_strides[0].cast<long long>(), a_strides[1].cast<long long>(),
+                       a_strides[2].cast<long long>()};
+          const Mat mb{b, b_strides[0].cast<long long>(), b_strides[1].cast<long long>(),
+                       b_strides[2].cast<long long>()};
+          pyengine::matmul_tf32_variant(variant, batch, m_, n, k, ma, mb, c, bias, act, act_param, stream);
+        },
+        "matmul(..., tf32=True) by a named version of the TF32 kernel (see matmul_tf32_variants()), for "
+        "side-by-side benchmarks and tests; same arguments as matmul without tf32.",
+        py::arg("variant"), py::arg("batch"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("a"),
+        py::arg("a_strides"), py::arg("b"), py::arg("b_strides"), py::arg("c"), py::arg("bias"), py::arg("act"),
+        py::arg("act_param"), py::arg("stream"));
 }

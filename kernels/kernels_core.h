@@ -59,3 +59,14 @@ void activation_backward(int act, float param, std::uintptr_t gy, std::uintptr_t
                          std::uintptr_t gx, long long n, std::uintptr_t stream);
 
 }  // namespace pyengine
+
+// The TF32 GEMM's versions side by side (matmul_tf32.cu), for bench/variants/tf32.py and the
+// tests: the names ("auto" is what matmul(tf32=true) runs), and one GEMM by a named version.
+#include <string>
+#include <vector>
+
+namespace pyengine {
+std::vector<std::string> matmul_tf32_variants();
+void matmul_tf32_variant(const std::string& variant, int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c,
+                         std::uintptr_t bias, int act, float act_param, std::uintptr_t stream);
+}  // namespace pyengine

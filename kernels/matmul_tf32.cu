@@ -2,32 +2,41 @@
 // (10-bit mantissa inputs, float32 accumulation), used when
 // pe.backends.cuda.matmul.allow_tf32 is True (off by default, as in PyTorch).
 //
-// Technique (v2): mma.sync.m16n8k8 (sm_80+, runs on sm_90 too). 128 x 128 x 16 block
-// tiles, 8 warps in a 2 x 4 grid, each warp owning 64 x 32 of C as 4 x 4 mma tiles
-// (64 float32 accumulators per thread). Operands are rounded to TF32 (cvt.rna) once, when
-// stored to shared memory, in k-contiguous rows padded to 20 floats so the fragment reads
-// (8 rows x 4 columns per warp) hit 32 distinct banks; v2 reads the fragments with ldmatrix.x4
-// (one instruction per 16 x 8 A fragment or pair of B fragments instead of four loads). Global loads reuse matmul's strided
-// loader (16-byte where the layout allows), prefetched one tile ahead into registers.
-// Not yet: wgmma (sm_90a) and a cp.async/TMA pipeline.
+// Versions (each stays reachable by name through _C.matmul_tf32_variant for side-by-side runs):
+//   v2: mma.sync.m16n8k8 in 128 x 128 x 16 block tiles, 8 warps of 64 x 32, operands prefetched
+//       one tile ahead into registers (matmul_tile's strided loader), rounded to TF32 on the way
+//       into padded k-contiguous shared tiles, fragments through ldmatrix.x4. Below.
+//   v3: matmul_tf32_mma.cuh: cp.async multi-stage (3-4) pipeline straight into swizzled shared
+//       tiles that keep each operand's global layout (16-byte copies for NN, NT, TN and TT),
+//       BK = 32, fragments by ldmatrix.x4 (k-contiguous tiles) or 16-byte LDS (row-contiguous
+//       ones), warp tiles 64 x 64 / 64 x 32 / 32 x 64, grouped block order for L2 reuse,
+//       block tiles "128x256" (8 warps of 64 x 64), "128x128" (8 of 64 x 32), "64x128" (4 of
+//       32 x 64; also with 4-byte copies for unaligned operands), the default ("auto") taking
+//       the biggest that gives every SM a block. "128x256rz" truncates instead of rounding.
+// Not yet: wgmma (sm_90a), TMA.
 //
-// Measured (fill in from bench/device_check.sh; ratio to cuBLAS with TF32 on):
+// Measured (CUDA events, median; ratio to cuBLAS with TF32 on):
 //   v1 (scalar fragment loads) H100 80GB HBM3, 2026-11-27: 1024^3 15.9 TFLOP/s = 0.34 x cuBLAS
 //      TF32 (47.3); 4096^3 52.9 TFLOP/s = 0.16 x cuBLAS TF32 (340).
 //   v2 (ldmatrix), same card and day: 1024^3 20.1 TFLOP/s = 0.30 x cuBLAS TF32 (67.6);
 //      4096^3 55.5 TFLOP/s = 0.15 x cuBLAS TF32 (381): fragment loads were not the limit.
-//      Far from the 0.75 target: one 8-warp block per SM (161 registers) and a barrier every
-//      32 mma per warp leave the global-load latency exposed. Next: cp.async 3-stage pipeline
-//      straight into shared memory (frees the staging registers: 2 blocks/SM), BK = 32,
-//      then wgmma on sm_90a.
+//      One 8-warp block per SM (161 registers) and a barrier every 32 mma per warp left the
+//      global-load latency exposed.
+//   v3: not yet measured on a GPU (bench/variants/tf32.py ranks every block tile against v2
+//      and cuBLAS TF32).
 #include "common.cuh"
 #include "kernels_core.h"
+#include "matmul_tf32_mma.cuh"
 #include "matmul_tile.cuh"
 
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace pyengine {
 namespace {
+namespace v2 {
 
 constexpr int TBM = 128, TBN = 128, TBK = 16, PITCH = TBK + 4, THREADS = 256;
 
@@ -73,7 +82,7 @@ __device__ __forceinline__ void store_rowmajor(float (*s)[PITCH], int pass, cons
 template <bool A_ALONG_K, bool B_ALONG_K, bool VEC, class Epi>
 // (256, 1): at the default 128-register target ptxas spilled in two instances.
 __global__ void __launch_bounds__(THREADS, 1)
-    tf32_gemm_kernel(int batch, int M, int N, int K, Mat a, Mat b, Epi epi) {
+    v2_kernel(int batch, int M, int N, int K, Mat a, Mat b, Epi epi) {
   using LA = tile::StridedLoader<TBM, TBK, A_ALONG_K, VEC>;
   using LB = tile::StridedLoader<TBN, TBK, B_ALONG_K, VEC>;
   static_assert(tile::RunCoords<TBM, TBK, true>::kPasses == 2, "two runs per thread per operand");
@@ -167,33 +176,204 @@ __global__ void __launch_bounds__(THREADS, 1)
   }
 }
 
-template <bool A_ALONG_K, bool B_ALONG_K, class Epi>
-void launch(bool vec, dim3 grid, cudaStream_t st, int batch, int m, int n, int k, const Mat& a, const Mat& b,
-            const Epi& epi) {
-  if (vec)
-    tf32_gemm_kernel<A_ALONG_K, B_ALONG_K, true><<<grid, THREADS, 0, st>>>(batch, m, n, k, a, b, epi);
-  else
-    tf32_gemm_kernel<A_ALONG_K, B_ALONG_K, false><<<grid, THREADS, 0, st>>>(batch, m, n, k, a, b, epi);
+}  // namespace v2
+
+struct Problem {
+  int batch, m, n, k;
+  Mat a, b;
+  std::uintptr_t c, bias;
+  int act;
+  float act_param;
+  cudaStream_t st;
+};
+
+long long tiles(const Problem& p, int bm, int bn) {
+  return (long long)ceil_div(p.m, bm) * ceil_div(p.n, bn) * p.batch;
 }
 
+// Calls f(a_k, b_k, epi) (a_k, b_k as std::integral_constant<bool, ...>) for the problem's
+// layout and epilogue. Fused activations are built for linear()'s layout only (A row-major, B
+// column-major), as in matmul.cu, which keeps the number of kernel instances down; GELU: the
+// GELU epilogues too (the 128 x 256 tile spills registers computing them, so it has none).
+template <bool GELU = true, class F>
+void dispatch(const Problem& p, bool cvec, F&& f) {
+  using T = std::true_type;
+  using N = std::false_type;
+  const bool a_k = p.a.cs == 1, b_k = p.b.rs == 1;
+  if (a_k && b_k) {
+    const auto run = [&](auto act_c) {
+      f(T(), T(), MatmulEpilogue<decltype(act_c)::value>{dptr<float>(p.c), dptr<const float>(p.bias), p.m, p.n,
+                                                        p.act_param, cvec});
+    };
+    if (p.act == ACT_NONE) {
+      run(std::integral_constant<int, ACT_NONE>());
+    } else if (p.act == ACT_RELU) {
+      run(std::integral_constant<int, ACT_RELU>());
+    } else {
+      if constexpr (GELU) with_epilogue_act(p.act, run);
+      else throw std::invalid_argument("matmul (tf32): this tile has no fused GELU epilogue ('auto' has)");
+    }
+    return;
+  }
+  if (p.act != ACT_NONE)
+    throw std::invalid_argument("matmul (tf32): a fused activation needs A row-major and B column-major (x @ w.T)");
+  const MatmulEpilogue<ACT_NONE> epi{dptr<float>(p.c), dptr<const float>(p.bias), p.m, p.n, p.act_param, cvec};
+  if (a_k) f(T(), N(), epi);
+  else if (b_k) f(N(), T(), epi);
+  else f(N(), N(), epi);
+}
+
+bool operands_vec(const Problem& p) { return mat_vec_ok(p.a) && mat_vec_ok(p.b); }
+
+void launch_v2(const Problem& p) {
+  const dim3 grid(ceil_div(p.n, v2::TBN), ceil_div(p.m, v2::TBM), p.batch < 65535 ? p.batch : 65535);
+  const bool vec = operands_vec(p);
+  // v2 stores C one element at a time.
+  dispatch(p, false, [&](auto a_k, auto b_k, const auto& epi) {
+    constexpr bool AK = decltype(a_k)::value, BK = decltype(b_k)::value;
+    if (vec)
+      v2::v2_kernel<AK, BK, true><<<grid, v2::THREADS, 0, p.st>>>(p.batch, p.m, p.n, p.k, p.a, p.b, epi);
+    else
+      v2::v2_kernel<AK, BK, false><<<grid, v2::THREADS, 0, p.st>>>(p.batch, p.m, p.n, p.k, p.a, p.b, epi);
+  });
+}
+
+int max_smem_optin() {
+  static int bytes = 0;
+  if (bytes == 0) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  }
+  return bytes;
+}
+
+template <class Cfg, bool A_K, bool B_K, bool VEC, class Epi>
+void launch_v3_kernel(const Problem& p, const Epi& epi) {
+  const auto kernel = tf32mma::gemm_kernel<Cfg, A_K, B_K, VEC, Epi>;
+  // Above 48 KiB of dynamic shared memory a kernel must opt in, once per device.
+  static unsigned opted_in = 0;
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 32 || !(opted_in >> dev & 1u)) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM_BYTES));
+    if (dev < 32) opted_in |= 1u << dev;
+  }
+  const dim3 grid(ceil_div(p.n, Cfg::BN), ceil_div(p.m, Cfg::BM), p.batch < 65535 ? p.batch : 65535);
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM_BYTES, p.st>>>(p.batch, p.m, p.n, p.k, p.a, p.b, epi);
+}
+
+// One v3 block tile; VEC: instances with 16-byte copies (operands_vec(p) must hold), else
+// 4-byte copies (built only for the tile the default uses on unaligned operands).
+template <class Cfg, bool VEC, bool GELU = true>
+void launch_v3(const Problem& p) {
+  if (Cfg::SMEM_BYTES > max_smem_optin())
+    throw std::invalid_argument("matmul (tf32): the " + std::to_string(Cfg::BM) + "x" + std::to_string(Cfg::BN) +
+                                " tile needs " + std::to_string(Cfg::SMEM_BYTES) +
+                                " bytes of shared memory per block, the device allows " +
+                                std::to_string(max_smem_optin()));
+  if (VEC && !operands_vec(p))
+    throw std::invalid_argument("matmul (tf32): this variant needs 16-byte aligned operands with leading and "
+                                "batch strides that are multiples of 4 ('auto' takes any)");
+  const bool cvec = p.c % 16 == 0 && p.n % 4 == 0;
+  dispatch<GELU>(p, cvec, [&](auto a_k, auto b_k, const auto& epi) {
+    launch_v3_kernel<Cfg, decltype(a_k)::value, decltype(b_k)::value, VEC>(p, epi);
+  });
+}
+
+//                        BM   BN  WM  WN  STAGES  blocks/SM (launch bounds)
+using T128x256 = tf32mma::Config<128, 256, 64, 64, 3, 1>;
+using T128x256rz = tf32mma::Config<128, 256, 64, 64, 3, 1, false>;
+using T128x128 = tf32mma::Config<128, 128, 64, 32, 3, 1>;
+using T64x128 = tf32mma::Config<64, 128, 32, 64, 3, 2>;
+
+// The default: the biggest tile that still gives every SM a block (GELU epilogues: at most
+// 128 x 128); unaligned operands take 4-byte copies in 64 x 128 tiles.
+const char* launch_auto(const Problem& p) {
+  if (!operands_vec(p)) {
+    launch_v3<T64x128, false>(p);
+    return "64x128 (4-byte copies)";
+  }
+  const long long sms = tile::sm_count();
+  const bool gelu = p.act != ACT_NONE && p.act != ACT_RELU;
+  if (!gelu && tiles(p, 128, 256) >= sms) {
+    launch_v3<T128x256, true, false>(p);
+    return "128x256";
+  }
+  if (tiles(p, 128, 128) >= sms) {
+    launch_v3<T128x128, true>(p);
+    return "128x128";
+  }
+  launch_v3<T64x128, true>(p);
+  return "64x128";
+}
+
+struct Variant {
+  const char* name;
+  void (*launch)(const Problem&);
+};
+
+const Variant kVariants[] = {
+    {"v2", launch_v2},
+    {"128x256", launch_v3<T128x256, true, false>},
+    {"128x256rz", launch_v3<T128x256rz, true, false>},
+    {"128x128", launch_v3<T128x128, true>},
+    {"64x128", launch_v3<T64x128, true>},
+    {"64x128-4byte", launch_v3<T64x128, false>},
+};
+
+std::string describe(const char* kernel, const Problem& p) {
+  return std::string("tf32_gemm ") + kernel + " batch=" + std::to_string(p.batch) + " m=" + std::to_string(p.m) +
+         " n=" + std::to_string(p.n) + " k=" + std::to_string(p.k) + " a_along_k=" + std::to_string(p.a.cs == 1) +
+         " b_along_k=" + std::to_string(p.b.rs == 1) + " vec=" + std::to_string(operands_vec(p)) +
+         " act=" + std::to_string(p.act);
+}
 
 }  // namespace
 
 void launch_matmul_tf32(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c,
                         std::uintptr_t bias, int act, float act_param, cudaStream_t st) {
-  const bool a_k = a.cs == 1, b_k = b.rs == 1;
-  const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
-  dim3 grid(ceil_div(n, TBN), ceil_div(m, TBM), batch < 65535 ? batch : 65535);
-  with_epilogue_act(act, [&](auto act_c) {
-    const MatmulEpilogue<decltype(act_c)::value> epi{dptr<float>(c), dptr<const float>(bias), m, n, act_param, false};
-    if (a_k && b_k) launch<true, true>(vec, grid, st, batch, m, n, k, a, b, epi);
-    else if (a_k) launch<true, false>(vec, grid, st, batch, m, n, k, a, b, epi);
-    else if (b_k) launch<false, true>(vec, grid, st, batch, m, n, k, a, b, epi);
-    else launch<false, false>(vec, grid, st, batch, m, n, k, a, b, epi);
-  });
-  check_launch("tf32_gemm batch=" + std::to_string(batch) + " m=" + std::to_string(m) + " n=" +
-               std::to_string(n) + " k=" + std::to_string(k) + " a_along_k=" + std::to_string(a_k) +
-               " b_along_k=" + std::to_string(b_k) + " vec=" + std::to_string(vec));
+  const Problem p{batch, m, n, k, a, b, c, bias, act, act_param, st};
+  const char* used = launch_auto(p);
+  check_launch(describe(used, p));
+}
+
+std::vector<std::string> matmul_tf32_variants() {
+  std::vector<std::string> names{"auto"};
+  for (const Variant& v : kVariants) names.emplace_back(v.name);
+  return names;
+}
+
+void matmul_tf32_variant(const std::string& variant, int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c,
+                         std::uintptr_t bias, int act, float act_param, std::uintptr_t stream) {
+  if (batch < 0 || m < 0 || n < 0 || k < 0)
+    throw std::invalid_argument("matmul_tf32_variant: negative size batch=" + std::to_string(batch) + " m=" +
+                                std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+  check_epilogue_act(act);
+  if (a.cs != 1 && a.rs != 1)
+    throw std::invalid_argument("matmul_tf32_variant: A needs a unit row or column stride, got strides (" +
+                                std::to_string(a.rs) + ", " + std::to_string(a.cs) + ")");
+  if (b.cs != 1 && b.rs != 1)
+    throw std::invalid_argument("matmul_tf32_variant: B needs a unit row or column stride, got strides (" +
+                                std::to_string(b.rs) + ", " + std::to_string(b.cs) + ")");
+  if (ceil_div(m, 64) > 65535)
+    throw std::invalid_argument("matmul_tf32_variant: m=" + std::to_string(m) + " exceeds the grid limit");
+  const Variant* chosen = nullptr;
+  for (const Variant& v : kVariants)
+    if (variant == v.name) chosen = &v;
+  if (!chosen && variant != "auto") {
+    std::string known = "auto";
+    for (const Variant& v : kVariants) known += std::string(", ") + v.name;
+    throw std::invalid_argument("matmul_tf32_variant: unknown variant '" + variant + "' (known: " + known + ")");
+  }
+  if (batch == 0 || m == 0 || n == 0) return;
+  const Problem p{batch, m, n, k, a, b, c, bias, act, act_param, as_stream(stream)};
+  if (chosen) {
+    chosen->launch(p);
+    check_launch(describe(chosen->name, p));
+  } else {
+    check_launch(describe(launch_auto(p), p));
+  }
 }
 
 }  // namespace pyengine
