@@ -18,6 +18,9 @@
 //      causal; torch 2.11 fp32 SDPA backward 10.3 / 5.75 ms (ours 0.48x / 0.52x). The two
 //      tile kernels run at 168 registers (one 256-thread block per SM); the separate dQ pass
 //      recomputes S and dP (7 tile products instead of 5).
+//   candidate 1 (attention_backward_variant 1): the kv pass also adds dQ with atomics (gq
+//      zeroed first; not deterministic); not yet measured on a GPU. attention_backward runs
+//      version kAttnBwdDefault (kernels_variants.h).
 #include "attention_tile.cuh"
 #include "kernels_variants.h"
 #include "nn_rows.cuh"
@@ -247,6 +250,15 @@ void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t
                         std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
                         std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
                         std::uintptr_t stream) {
+  if (kAttnBwdDefault != 0)
+    return attention_backward_variant(kAttnBwdDefault, a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+  attention_backward_v2(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+}
+
+void attention_backward_v2(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                           std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
+                           std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
+                           std::uintptr_t stream) {
   if (a.bh <= 0 || (a.l <= 0 && a.s <= 0)) return;
   if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
     throw std::invalid_argument(desc("attention_backward: head dims over 128 are not supported,", a, mask));
@@ -282,7 +294,7 @@ void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t
 namespace pyengine {
 
 std::vector<std::string> attention_backward_variant_names() {
-  return {"v2 kv + q passes (default)", "kv pass + atomic dq"};
+  return {"v2 kv + q passes", "kv pass + atomic dq"};
 }
 
 void attention_backward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
@@ -292,7 +304,7 @@ void attention_backward_variant(int variant, const AttnShape& a, const AttnMask&
   if (variant < 0 || variant > 1)
     throw std::invalid_argument("attention_backward_variant: variant " + std::to_string(variant) +
                                 " not in [0, 2)");
-  if (variant == 0) return attention_backward(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+  if (variant == 0) return attention_backward_v2(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
   if (a.bh <= 0 || (a.l <= 0 && a.s <= 0)) return;
   if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
     throw std::invalid_argument(desc("attention_backward_variant: head dims over 128 are not supported,", a, mask));

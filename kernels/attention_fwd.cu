@@ -21,7 +21,11 @@
 //      5.63 / 2.91 ms against v2's 5.61 / 2.89 in the same run, so shared-memory bandwidth
 //      is not the limit; reverted. Next lead: overlap the K/V tile loads with compute
 //      (cp.async double buffering) and cut the three barriers per key tile.
+//   v4 candidates (attention_fwd_variants.cu: cp.async K/V, two barriers per tile, masks only
+//      on edge tiles, tile shapes 64..128 x 64..128): not yet measured on a GPU.
+// attention_forward runs version kAttnFwdDefault (kernels_variants.h); 0 is the v2 kernel here.
 #include "attention_tile.cuh"
+#include "kernels_variants.h"
 
 #include <string>
 
@@ -122,6 +126,12 @@ std::string desc(const char* name, const AttnShape& a, const AttnMask& mk) {
 
 void attention_forward(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
                        std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t stream) {
+  if (kAttnFwdDefault != 0) return attention_forward_variant(kAttnFwdDefault, a, mask, q, k, v, out, lse, stream);
+  attention_forward_v2(a, mask, q, k, v, out, lse, stream);
+}
+
+void attention_forward_v2(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                          std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t stream) {
   if (a.bh <= 0 || a.l <= 0) return;
   if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
     throw std::invalid_argument(desc("attention_forward: head dims over 128 are not supported,", a, mask));

@@ -258,7 +258,7 @@ void launch(const AttnShape& a, const AttnMask& mk, const float* q, const float*
 
 const std::vector<std::string>& names() {
   static const std::vector<std::string> n = {
-      "v2 64x64 sync loads (default)", "async 64x64 256t 4x4",   "async 64x64 128t 8x4",
+      "v2 64x64 sync loads", "async 64x64 256t 4x4",   "async 64x64 128t 8x4",
       "async 128x64 256t 8x4",         "async 64x128 256t 4x8",  "async 128x64 256t(tx8) 4x8",
       "async 128x128 256t 8x8",        "async 128x128 512t 4x8"};
   return n;
@@ -291,7 +291,7 @@ void attention_forward_variant(int variant, const AttnShape& a, const AttnMask& 
   if (variant < 0 || variant >= (int)names().size())
     throw std::invalid_argument("attention_forward_variant: variant " + std::to_string(variant) + " not in [0, " +
                                 std::to_string(names().size()) + ")");
-  if (variant == 0) return attention_forward(a, mask, q, k, v, out, lse, stream);
+  if (variant == 0) return attention_forward_v2(a, mask, q, k, v, out, lse, stream);
   if (a.bh <= 0 || a.l <= 0) return;
   if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
     throw std::invalid_argument("attention_forward_variant: head dims over 128 are not supported, e=" +

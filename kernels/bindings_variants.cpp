@@ -16,6 +16,9 @@ void bind_variants(py::module_& m) {
   using namespace pyengine;
   using namespace pybind11::literals;
 
+  m.attr("attention_forward_variant_default") = kAttnFwdDefault;
+  m.attr("attention_backward_variant_default") = kAttnBwdDefault;
+  m.attr("sgemm_variant_default") = kSgemmDefault;
   m.def("attention_forward_variant_names", &attention_forward_variant_names);
   m.def(
       "attention_forward_variant",

@@ -1,7 +1,8 @@
 // Host launchers of the kernel versions that bench/variants/*.py rank side by side on a GPU
-// (attention forward and backward, SGEMM). Variant 0 of each family is the production
-// launcher (attention_forward, attention_backward, matmul); the others are the candidates,
-// named by *_variant_names(). Plain C++: bindings_variants.cpp is compiled by the host compiler.
+// (attention forward and backward, SGEMM). Variant 0 of each family is the v2 kernel
+// (attention_fwd.cu, attention_bwd.cu, matmul.cu); the others are the candidates, named by
+// *_variant_names(); the k*Default constants say which one the production launchers run.
+// Plain C++: bindings_variants.cpp is compiled by the host compiler.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -12,11 +13,19 @@
 
 namespace pyengine {
 
+// The versions attention_forward and attention_backward launch (0: v2, the kernels of
+// attention_fwd.cu and attention_bwd.cu), chosen from bench/variants/attention.py's ranking.
+constexpr int kAttnFwdDefault = 0;
+constexpr int kAttnBwdDefault = 0;
+
 std::vector<std::string> attention_forward_variant_names();
 // As attention_forward; `variant` indexes attention_forward_variant_names().
 void attention_forward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
                                std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
                                std::uintptr_t stream);
+// Version 0 (attention_fwd.cu's v2 kernel), whatever the default.
+void attention_forward_v2(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                          std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t stream);
 
 std::vector<std::string> attention_backward_variant_names();
 // As attention_backward; `variant` indexes attention_backward_variant_names().
@@ -24,6 +33,14 @@ void attention_backward_variant(int variant, const AttnShape& a, const AttnMask&
                                 std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
                                 std::uintptr_t gout, std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk,
                                 std::uintptr_t gv, std::uintptr_t stream);
+// Version 0 (attention_bwd.cu's v2 kernels), whatever the default.
+void attention_backward_v2(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                           std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
+                           std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
+                           std::uintptr_t stream);
+
+// The version matmul() runs for large float32 problems with row-major A (0: its own kernel).
+constexpr int kSgemmDefault = 0;
 
 std::vector<std::string> sgemm_variant_names();
 // C[b] = A[b] @ B[b] in float32 (no bias, no activation, never TF32), as matmul's operands.

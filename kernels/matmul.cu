@@ -17,6 +17,9 @@
 //   v2 (tile chosen by SM fill), same card and day: 1024^3 20.6 TFLOP/s = 0.68 x cuBLAS (30.2);
 //      4096^3 38.5 TFLOP/s = 0.75 x cuBLAS (51.5). Target 0.9 / 0.8 not met yet: next, a
 //      cp.async multi-stage pipeline and 2 blocks per SM at 4096 (now 1 block, ~150 registers).
+//   v3 candidates (sgemm_variants.cu: warp tiling, cp.async 3-4 stages, grouped rasterisation):
+//      not yet measured on a GPU. matmul() hands large row-major-A problems to candidate
+//      kSgemmDefault (kernels_variants.h; 0 = none, this file's kernel).
 #include "common.cuh"
 #include "kernels_core.h"
 #include "kernels_variants.h"

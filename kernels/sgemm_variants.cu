@@ -223,25 +223,33 @@ void launch(int batch, int m, int n, int k, const Mat& a, const Mat& b, const Ep
   sgemm_var_kernel<C, B_K, Epi><<<grid, 256, smem, st>>>(batch, m, n, k, a, b, epi, vec);
 }
 
+// Candidate V's configuration.
+template <int V> struct Variant;
+template <> struct Variant<1> { using type = GemmCfg<128, 128, 8, 8, 8, 3, 1>; };
+template <> struct Variant<2> { using type = GemmCfg<128, 128, 16, 8, 8, 3, 1>; };
+template <> struct Variant<3> { using type = GemmCfg<128, 128, 16, 8, 8, 4, 1>; };
+template <> struct Variant<4> { using type = GemmCfg<128, 256, 8, 8, 16, 3, 1>; };
+template <> struct Variant<5> { using type = GemmCfg<128, 128, 8, 8, 8, 4, 1>; };
+template <> struct Variant<6> { using type = GemmCfg<128, 64, 16, 8, 4, 3, 2>; };
+template <> struct Variant<7> { using type = GemmCfg<128, 128, 8, 8, 8, 3, 2, 1>; };
+template <> struct Variant<8> { using type = GemmCfg<128, 128, 16, 8, 8, 3, 2, 1>; };
+template <> struct Variant<9> { using type = GemmCfg<128, 128, 8, 8, 8, 3, 1, 1>; };
+
 template <bool B_K, class Epi>
 void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, const Mat& b, const Epi& e, bool vec,
                     cudaStream_t st) {
   switch (variant) {
-    case 1: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 2: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 3: return launch<GemmCfg<128, 128, 16, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 4: return launch<GemmCfg<128, 256, 8, 8, 16, 3, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 5: return launch<GemmCfg<128, 128, 8, 8, 8, 4, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 6: return launch<GemmCfg<128, 64, 16, 8, 4, 3, 2>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 7: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    case 8: return launch<GemmCfg<128, 128, 16, 8, 8, 3, 2, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
-    default: return launch<GemmCfg<128, 128, 8, 8, 8, 3, 1, 1>, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 1: return launch<Variant<1>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 2: return launch<Variant<2>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 3: return launch<Variant<3>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 4: return launch<Variant<4>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 5: return launch<Variant<5>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 6: return launch<Variant<6>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 7: return launch<Variant<7>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 8: return launch<Variant<8>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    default: return launch<Variant<9>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
   }
 }
-
-// The version matmul() runs for large row-major-A problems (0: none, matmul.cu's kernel).
-constexpr int kSgemmDefault = 0;
-using DefaultCfg = GemmCfg<128, 128, 8, 8, 8, 3, 1>;
 
 }  // namespace
 
@@ -270,21 +278,37 @@ void sgemm_variant(int variant, int batch, int m, int n, int k, Mat a, Mat b, st
                " b_along_k=" + std::to_string(b_k) + " vec=" + std::to_string(vec));
 }
 
+namespace {
+
+// Candidate V for matmul(): only its instances are built (none for V = 0).
+template <int V>
+bool run_default(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c, std::uintptr_t bias,
+                 int act, float act_param, std::uintptr_t stream) {
+  if constexpr (V == 0) {
+    return false;
+  } else {
+    if (a.cs != 1 || !(b.cs == 1 || b.rs == 1) || k <= 0) return false;
+    // Only where 128 x 128 tiles fill every SM twice (matmul.cu's rule for its big tile).
+    if ((long long)ceil_div(m, 128) * ceil_div(n, 128) * batch < 2LL * tile::sm_count()) return false;
+    using Cfg = typename Variant<V>::type;
+    const bool b_k = b.cs != 1;
+    const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
+    const bool cvec = c % 16 == 0 && n % 4 == 0;
+    with_epilogue_act(act, [&](auto act_c) {
+      const MatmulEpilogue<decltype(act_c)::value> epi{dptr<float>(c), dptr<const float>(bias), m, n, act_param,
+                                                       cvec};
+      if (b_k) launch<Cfg, true>(batch, m, n, k, a, b, epi, vec, as_stream(stream));
+      else launch<Cfg, false>(batch, m, n, k, a, b, epi, vec, as_stream(stream));
+    });
+    return true;
+  }
+}
+
+}  // namespace
+
 bool sgemm_default_variant(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c,
                            std::uintptr_t bias, int act, float act_param, std::uintptr_t stream) {
-  const cudaStream_t st = as_stream(stream);
-  if (kSgemmDefault == 0 || a.cs != 1 || !(b.cs == 1 || b.rs == 1) || k <= 0) return false;
-  // Only where the 128 x 128 tiles fill every SM twice (matmul.cu's rule for its big tile).
-  if ((long long)ceil_div(m, DefaultCfg::BM) * ceil_div(n, DefaultCfg::BN) * batch < 2LL * tile::sm_count()) return false;
-  const bool b_k = b.cs != 1;
-  const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
-  const bool cvec = c % 16 == 0 && n % 4 == 0;
-  with_epilogue_act(act, [&](auto act_c) {
-    const MatmulEpilogue<decltype(act_c)::value> epi{dptr<float>(c), dptr<const float>(bias), m, n, act_param, cvec};
-    if (b_k) launch<DefaultCfg, true>(batch, m, n, k, a, b, epi, vec, st);
-    else launch<DefaultCfg, false>(batch, m, n, k, a, b, epi, vec, st);
-  });
-  return true;
+  return run_default<kSgemmDefault>(batch, m, n, k, a, b, c, bias, act, act_param, stream);
 }
 
 }  // namespace pyengine

@@ -84,6 +84,11 @@ def _small_error(variant, rng):
     return worst
 
 
+def _marked(names, default):
+    """The version names, the one the production launcher runs marked '(default)'."""
+    return [n + (" (default)" if i == default else "") for i, n in enumerate(names)]
+
+
 def _verdict(row):
     """'yes' when every error measured is within float32 tolerance (forward: 5e-5 against
     float64, 2e-4 against torch, both max abs on outputs of order 1; backward: 1e-2 max abs
@@ -111,7 +116,7 @@ def main():
     print(f"device: {C.device_name(0)}; B={B} H={H} T={T} d={D}; torch: {torch.__version__ if torch else 'absent'}")
     bh = B * H
     q, k, v, gout = (cp.random.standard_normal((bh, T, D), dtype=cp.float32) for _ in range(4))
-    names = list(C.attention_forward_variant_names())
+    names = _marked(C.attention_forward_variant_names(), getattr(C, "attention_forward_variant_default", 0))
     rows = []
     ref = {}
     torch_ms = {}
@@ -148,7 +153,7 @@ def main():
         rows.append(row)
         print(row, flush=True)
 
-    bnames = list(C.attention_backward_variant_names())
+    bnames = _marked(C.attention_backward_variant_names(), getattr(C, "attention_backward_variant_default", 0))
     if time.time() - t_start < args.budget:
         delta = cp.empty((bh, T), dtype=cp.float32)
         gq, gk, gv = (cp.empty_like(q) for _ in range(3))

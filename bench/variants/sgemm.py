@@ -81,7 +81,8 @@ def main():
     args = ap.parse_args()
     t0 = time.time()
     rng = np.random.default_rng(0)
-    names = list(C.sgemm_variant_names())
+    default = getattr(C, "sgemm_variant_default", 0)
+    names = [n + (" (default)" if i == default else "") for i, n in enumerate(C.sgemm_variant_names())]
     print(f"device: {C.device_name(0)}; versions: {len(names)}", flush=True)
     cases = []
     for n in (4096, 1024):
