@@ -198,7 +198,10 @@ def _record(ctx, args, outs, results, diff):
         else:
             parents.append((a._ctx, a._out_idx, a.data.shape))
     ctx._parents = parents
-    ctx._outputs = [(r.data.shape, r.data.dtype) if r is not None else None for r in results]
+    # An integer output (max_pool2d's indices) gets no gradient: its backward receives None
+    # instead of a zeros array made (and, on a GPU, filled by a launch) every step.
+    ctx._outputs = [(r.data.shape, r.data.dtype) if r is not None and r.data.dtype.kind == "f" else None
+                    for r in results]
     ctx._out_xp = backend_for(results[diff[0]].device).xp  # where zero gradients are made
     for i in diff:
         r = results[i]

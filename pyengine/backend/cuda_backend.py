@@ -172,8 +172,24 @@ def _matrix_strides(x):
     return None, (None, None)
 
 
+def _operand_2d(x):
+    """(x or a contiguous copy, its (batch, row, col) strides) for one 2-D GEMM operand."""
+    view, (rs, cs) = _matrix_strides(x)
+    if view is None:
+        view, (rs, cs) = _matrix_strides(cp.ascontiguousarray(x))
+    return view, (0, rs, cs)
+
+
 def _gemm(a, b, op, out=None):
     """a @ b over broadcast batch axes through _C.matmul; a (..., m, k), b (..., k, n)."""
+    if a.ndim == 2 and b.ndim == 2:  # most calls (linear's backward): no batch axes to fold
+        m, n = a.shape[0], b.shape[1]
+        y = _out(out, (m, n), op)
+        if y.size:
+            (av, ast), (bv, bst) = _operand_2d(a), _operand_2d(b)
+            _C.matmul(1, m, n, a.shape[1], av.data.ptr, ast, bv.data.ptr, bst, y.data.ptr, 0, 0, 0.0,
+                      _allow_tf32(), _stream())
+        return y
     batch_shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     m, k = a.shape[-2:]
     n = b.shape[-1]

@@ -50,7 +50,7 @@ class _Stats:
     def site(what):
         """``what`` and the innermost line outside this module and NumPy that asked for it."""
         for fr in reversed(traceback.extract_stack()[:-3]):
-            if fr.filename != __file__ and "/numpy/" not in fr.filename:
+            if fr.filename != __file__ and "/numpy/" not in fr.filename and "_cuda_common" not in fr.filename:
                 return f"{what} at {fr.filename.rsplit('/pyengine/', 1)[-1]}:{fr.lineno} ({fr.name})"
         return what
 
