@@ -107,8 +107,8 @@ namespace pyengine {
 // Side-by-side runs of kernel versions (bench/variants/membound.py). Each memory-bound family
 // below has a default version; set_kernel_version(family, v) makes every later launch of that
 // family use version v (1 = the kernels as of 2026-11-27, 2 = the rework after them, 3 = a
-// second one for the pooling forwards; see the family's .cu header), and v = 0 restores the
-// default. An unknown family or version raises std::invalid_argument. Families: max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,
+// second one for the pooling and cross-entropy forwards; see the family's .cu header), and
+// v = 0 restores the default. An unknown family or version raises std::invalid_argument. Families: max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,
 // avg_pool2d_backward, cross_entropy_forward, cross_entropy_backward, layer_norm_backward.
 void set_kernel_version(const char* family, int version);
 int kernel_version(const char* family);
