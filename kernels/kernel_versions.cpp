@@ -18,7 +18,7 @@ struct Family {
 Family families[] = {
     {"max_pool2d_forward", 2, 3, 0},    {"max_pool2d_backward", 2, 2, 0},
     {"avg_pool2d_forward", 2, 3, 0},    {"avg_pool2d_backward", 2, 2, 0},
-    {"cross_entropy_forward", 2, 2, 0}, {"cross_entropy_backward", 2, 2, 0},
+    {"cross_entropy_forward", 2, 3, 0}, {"cross_entropy_backward", 2, 2, 0},
     {"layer_norm_backward", 2, 2, 0},
 };
 

@@ -19,6 +19,9 @@
 // the activation kernels that run at copy speed, reading the row's target, gloss and lse
 // through the cache.
 //
+// kernel_version 3 (forward only): each batch of loads folded in with one max and one exp per
+// element and no per-element branch (v2's update diverges across lanes while the max moves).
+//
 // Measured on an H100 80GB HBM3 (driver 580.159.04, 2026-11-27, bench/gpu_bench_nn.py; D2D
 // copy 2871-2948 GB/s counting read + write):
 //   v1 scalar loads, rows x classes = 8192 x 32000: forward 0.71 ms 1460 GB/s (50% of copy,
@@ -26,7 +29,7 @@
 //   v2 forward float4, unrolled 4: 0.664 ms 1579 GB/s (54% of 2915). The same change in the
 //      backward ran slower (1.06 ms against 0.90), so the backward stays v1. (These two are
 //      kernel_version 1; a later full run gave forward 0.70 ms (0.52), backward 1.13 ms (0.64).)
-//   kernel_version 2: not yet measured on a GPU (bench/variants/membound.py).
+//   kernel_version 2, 3: not yet measured on a GPU (bench/variants/membound.py).
 #include "common.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"
@@ -153,6 +156,84 @@ __global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 8 : 3) xent_fwd_v2
   lse[row] = l;
 }
 
+// Forward v3: as v2, but each batch of kXentBatch * VEC values is folded in at once: its max
+// m' (with the running max), then s = s * exp(m - m') + sum exp(v - m'). v2's per-element
+// update branches on whether the max moved, and lanes that disagree run both sides (two exps);
+// here every lane runs the same instructions, one exp per element plus one per batch. A value
+// equal to m' contributes exactly 1 (so one +inf gives v1's lse of +inf, not inf - inf = NaN,
+// and a second one NaN, as in v1); NaN values are skipped by fmaxf and poison s through exp (or
+// directly while the max is -inf), as v1's pushes do.
+template <int G, int VEC>
+__global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 8 : 3)
+    xent_fwd_v3(const float* __restrict__ logits, const long long* __restrict__ target, float* __restrict__ loss,
+                float* __restrict__ lse, long long rows, int classes, long long ignore_index, float smoothing) {
+  __shared__ float scratch[group_scratch<G>()];
+  const long long row = group_row<G>();
+  if (row >= rows) return;  // only warp groups can be partial, and they never block-sync
+  const int t = threadIdx.x % G;
+  const float* xr = logits + row * classes;
+
+  MaxSum acc{-CUDART_INF_F, 0.f};
+  float sum_x = 0.f;
+  for (int c0 = t * VEC; c0 < classes; c0 += G * VEC * kXentBatch) {
+    float v[kXentBatch][VEC];
+#pragma unroll
+    for (int u = 0; u < kXentBatch; ++u) {
+      const int c = c0 + u * G * VEC;
+      if (c < classes) {
+        load_vec<VEC>(xr + c, v[u]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) v[u][i] = -CUDART_INF_F;
+      }
+    }
+    float m = acc.m;
+#pragma unroll
+    for (int u = 0; u < kXentBatch; ++u)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        m = fmaxf(m, v[u][i]);
+        if (c0 + u * G * VEC < classes) sum_x += v[u][i];
+      }
+    if (m == -CUDART_INF_F) {  // only -inf (sum 0) and NaN (sum NaN, as v1's pushes) so far
+#pragma unroll
+      for (int u = 0; u < kXentBatch; ++u)
+#pragma unroll
+        for (int i = 0; i < VEC; ++i)
+          if (isnan(v[u][i])) acc.s = CUDART_NAN_F;
+      continue;
+    }
+    float s = acc.m == m ? acc.s : acc.s * expf(acc.m - m);
+    bool inf_seen = acc.m == CUDART_INF_F;  // v1: a second +inf adds exp(inf - inf) = NaN
+#pragma unroll
+    for (int u = 0; u < kXentBatch; ++u)
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) {
+        if (v[u][i] == m) {
+          s += m == CUDART_INF_F && inf_seen ? CUDART_NAN_F : 1.f;
+          inf_seen = inf_seen || m == CUDART_INF_F;
+        } else {
+          s += expf(v[u][i] - m);
+        }
+      }
+    acc = {m, s};
+  }
+  acc = group_maxsum<G>(acc, scratch);
+  sum_x = group_sum<G>(sum_x, scratch);
+  if (t != 0) return;
+  const float l = acc.m + logf(acc.s);
+  const long long tgt = target[row];
+  float out;
+  if (tgt == ignore_index)
+    out = 0.f;
+  else if (tgt < 0 || tgt >= classes)
+    out = CUDART_NAN_F;
+  else
+    out = (1.f - smoothing) * (l - xr[tgt]) + smoothing * (l - sum_x / classes);
+  loss[row] = out;
+  lse[row] = l;
+}
+
 // Backward: an elementwise pass over the flat (rows * classes) array, as the activation
 // kernels (which run at copy speed): VEC consecutive elements per step (float4 when classes %
 // 4 == 0, so a step never crosses a row), the row's target, gloss and lse read through the
@@ -208,10 +289,13 @@ void cross_entropy_forward(std::uintptr_t logits, std::uintptr_t target, std::ui
   const cudaStream_t st = as_stream(stream);
   auto x = dptr<const float>(logits);
   auto t = dptr<const long long>(target);
-  const bool v2 = kernel_version("cross_entropy_forward") == 2;
+  const int version = kernel_version("cross_entropy_forward");
   dispatch_rows(classes, classes % 4 == 0 && logits % 16 == 0, [&](auto g, auto v) {
     constexpr int G = decltype(g)::value, VEC = decltype(v)::value;
-    if (v2)
+    if (version == 3)
+      xent_fwd_v3<G, VEC><<<row_blocks<G>(rows), row_threads<G>(), 0, st>>>(
+          x, t, dptr<float>(loss), dptr<float>(lse), rows, classes, ignore_index, label_smoothing);
+    else if (version == 2)
       xent_fwd_v2<G, VEC><<<row_blocks<G>(rows), row_threads<G>(), 0, st>>>(
           x, t, dptr<float>(loss), dptr<float>(lse), rows, classes, ignore_index, label_smoothing);
     else

@@ -142,13 +142,38 @@ def test_kernel_version_selection_is_checked():
     assert _C.kernel_version("cross_entropy_forward") in (1, 2)
 
 
-@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
 def xent_version(request):
-    """The cross-entropy kernels at kernel version 1 (as of 2026-11-27) or 2 (the rework)."""
-    families = ("cross_entropy_forward", "cross_entropy_backward")
-    _at_version(families, request.param)
+    """The cross-entropy kernels at kernel version 1 (as of 2026-11-27), 2 or 3 (the reworks;
+    the backward has no version 3 and runs its version 2 there)."""
+    from pyengine import _C
+    _C.set_kernel_version("cross_entropy_forward", request.param)
+    _C.set_kernel_version("cross_entropy_backward", min(request.param, 2))
     yield request.param
-    _at_version(families, 0)
+    _at_version(("cross_entropy_forward", "cross_entropy_backward"), 0)
+
+
+@pytest.mark.parametrize("classes", [9, 1024, 1031, 4100])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_masked_nan_and_empty_rows(rng, classes, smoothing, xent_version):
+    """-inf logits (masked classes) add nothing, a NaN logit makes its row NaN, and a row of
+    nothing but -inf gives lse = -inf and a NaN loss, as the NumPy reference."""
+    n = 5
+    logits = f32(rng, n, classes) * 3
+    target = rng.integers(0, classes // 2, n) * 2 + 1  # odd classes: never masked
+    logits[0, ::2] = -np.inf
+    logits[1, classes // 3] = np.nan
+    logits[2, :] = -np.inf
+    logits[3, 1::3] = -np.inf
+    logits[3, 1] = 5.0
+    with np.errstate(all="ignore"):
+        ref_loss, ref_lse = nb.cross_entropy(logits.astype(np.float64), target, -100, smoothing)
+        ref_g = nb.cross_entropy_backward(np.ones(n), logits.astype(np.float64), target, ref_lse, -100, smoothing)
+    loss, lse = nn.cross_entropy(to_dev(logits), to_dev(target), -100, smoothing)
+    check(loss, ref_loss, what="loss with masked / NaN / empty rows")
+    check(lse, ref_lse, what="lse with masked / NaN / empty rows")
+    g = nn.cross_entropy_backward(cp.ones(n, dtype=cp.float32), to_dev(logits), to_dev(target), lse, -100, smoothing)
+    check(g, ref_g, tol=1e-4, what="backward with masked / NaN / empty rows")
 
 
 @pytest.mark.parametrize("classes", ODD + ALIGNED + LONG)

@@ -3,7 +3,7 @@
     python3 bench/variants/membound.py [--reps 10]
 
 Families: max/avg pooling forward (versions 1-3; 3 stages input bands in shared memory) and
-backward, cross-entropy forward and backward, layer norm backward (versions 1-2).
+backward, cross-entropy forward (1-3) and backward, layer norm backward (versions 1-2).
 pyengine._C.set_kernel_version picks the version of a family; every version runs through the same
 backend calls. Softmax and layer norm forward have one version; their rows show how much of a
 single call's time is the Python wrapper, not the kernel.
@@ -36,7 +36,8 @@ from pyengine.backend import cuda_backend as cb  # noqa: E402
 from pyengine.backend import numpy_backend as nb  # noqa: E402
 
 BATCH = 10  # calls per event pair for the kernel-only time
-VERSIONS = {"max_pool2d_forward": (1, 2, 3), "avg_pool2d_forward": (1, 2, 3)}  # (1, 2) for the others
+VERSIONS = {"max_pool2d_forward": (1, 2, 3), "avg_pool2d_forward": (1, 2, 3),
+            "cross_entropy_forward": (1, 2, 3)}  # (1, 2) for the others
 
 
 def median_ms(fn, reps, batch=1):
