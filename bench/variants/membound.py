@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -178,6 +179,15 @@ def norm_softmax_cases():
     return cases
 
 
+def table(rows, name, ceiling, seconds):
+    print(f"\n{name}; ceiling = D2D copy {ceiling:.0f} GB/s; {seconds:.0f} s\n")
+    print("| kernel | shape | version | max err | call ms | kernel ms | kernel / copy | call / copy |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for label, shape, v, err, call, kern, ratio, call_ratio in rows:
+        print(f"| {label} | {shape} | {v} | {err:.1e} | {call:.4f} | {kern:.4f} | {ratio:.2f} | {call_ratio:.2f} |",
+              flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=10)
@@ -188,6 +198,12 @@ def main():
     ceiling = copy_gbps(args.reps)
     print(f"{name}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; D2D copy {ceiling:.0f} GB/s", flush=True)
     rows = []
+
+    def on_term(signum, frame):  # device_variants.sh's timeout: still print the finished rows
+        table(rows, name, ceiling, time.time() - t0)
+        sys.exit(124)
+
+    signal.signal(signal.SIGTERM, on_term)
     for make in (pool_cases, xent_cases, norm_softmax_cases):
         for family, label, shape, nbytes, run, check in make():
             for version in (VERSIONS.get(family, (1, 2)) if family else (0,)):
@@ -211,11 +227,7 @@ def main():
                 print(f"{r[0]} {r[1]} {r[2]}: err {r[3]:.1e} call {r[4]:.4f} ms kernel {r[5]:.4f} ms "
                       f"ratio {r[6]:.2f} (call {r[7]:.2f})", flush=True)
             cp.get_default_memory_pool().free_all_blocks()
-    print(f"\n{name}; ceiling = D2D copy {ceiling:.0f} GB/s; {time.time() - t0:.0f} s\n")
-    print("| kernel | shape | version | max err | call ms | kernel ms | kernel / copy | call / copy |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
-    for label, shape, v, err, call, kern, ratio, call_ratio in rows:
-        print(f"| {label} | {shape} | {v} | {err:.1e} | {call:.4f} | {kern:.4f} | {ratio:.2f} | {call_ratio:.2f} |")
+    table(rows, name, ceiling, time.time() - t0)
 
 
 if __name__ == "__main__":
