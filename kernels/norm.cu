@@ -356,7 +356,8 @@ constexpr int kFusedMaxCols = 32 * kRowBlockThreads;
 int sm_count() {
   static const int sms = [] {
     int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
       v = 132;
     return v;
   }();

@@ -13,9 +13,10 @@
 // kernel_version 2: forward windows of 2x2 and 3x3 taps compiled, so every tap's load issues
 // before the first comparison; average backward with a thread per 4 input columns of a row
 // (the row's window span and the index decomposition once per 4 elements; float4 stores when
-// W % 4 == 0; where windows do not overlap, the four loads issue together); max backward with a block per plane accumulating gy in shared memory
-// (shared-memory atomics at the saved indices), then writing the plane once: no zero fill, no
-// global atomics. Planes over the shared memory of a block (56K floats on an H100) take v1.
+// W % 4 == 0; where windows do not overlap, the four loads issue together); max backward with
+// a block per plane accumulating gy in shared memory (shared-memory atomics at the saved
+// indices), then writing the plane once: no zero fill, no global atomics. Planes over the
+// shared memory of a block (56K floats on an H100) take v1.
 // kernel_version 3 (forward only): a block per band of up to 8 output rows of a plane copies
 // the input rows the band covers into shared memory (float4 loads when W % 4 == 0, coalesced,
 // each element read once), then reads its taps from there. Rows over 48 KB take v2.

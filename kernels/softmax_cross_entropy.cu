@@ -109,9 +109,9 @@ constexpr int kBwdThreads = 256;
 
 // Bounded so that three 512-thread blocks fit an SM (the batch costs registers).
 template <int G, int VEC>
-__global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 8 : 3) xent_fwd_v2(const float* __restrict__ logits, const long long* __restrict__ target,
-                            float* __restrict__ loss, float* __restrict__ lse, long long rows, int classes,
-                            long long ignore_index, float smoothing) {
+__global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 8 : 3)
+    xent_fwd_v2(const float* __restrict__ logits, const long long* __restrict__ target, float* __restrict__ loss,
+                float* __restrict__ lse, long long rows, int classes, long long ignore_index, float smoothing) {
   __shared__ float scratch[group_scratch<G>()];
   const long long row = group_row<G>();
   if (row >= rows) return;  // only warp groups can be partial, and they never block-sync

@@ -137,7 +137,8 @@ def xent_cases():
         shape = f"{n}x{c} smoothing 0.1"
         cases.append(("cross_entropy_forward", "cross_entropy fwd", shape, logits.nbytes,
                       lambda logits=logits, target=target: nn.cross_entropy(logits, target, -100, 0.1),
-                      lambda out, sub=sub, rloss=rloss, rlse=rlse: max_err((out[0][:sub], out[1][:sub]), (rloss, rlse))))
+                      lambda out, sub=sub, rloss=rloss, rlse=rlse:
+                      max_err((out[0][:sub], out[1][:sub]), (rloss, rlse))))
         cases.append(("cross_entropy_backward", "cross_entropy bwd", shape, 2 * logits.nbytes,
                       lambda gloss=gloss, logits=logits, target=target, lse=lse:
                       nn.cross_entropy_backward(gloss, logits, target, lse, -100, 0.1),
@@ -174,7 +175,8 @@ def norm_softmax_cases():
         rln = nb.layer_norm(x64, cp.asnumpy(w).astype(np.float64), cp.asnumpy(b).astype(np.float64), 1e-5)[0]
         cases.append((None, "softmax fwd", f"{n}x{d}", 2 * x.nbytes, lambda x=x: nn.softmax(x, -1),
                       lambda out, ry=ry: max_err(out[:sub], ry)))
-        cases.append((None, "layer_norm fwd", f"{n}x{d}", 2 * x.nbytes, lambda x=x, w=w, b=b: nn.layer_norm(x, w, b, 1e-5),
+        cases.append((None, "layer_norm fwd", f"{n}x{d}", 2 * x.nbytes,
+                      lambda x=x, w=w, b=b: nn.layer_norm(x, w, b, 1e-5),
                       lambda out, rln=rln: max_err(out[0][:sub], rln)))
     return cases
 
