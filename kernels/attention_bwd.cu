@@ -19,7 +19,10 @@
 //      tile kernels run at 168 registers (one 256-thread block per SM); the separate dQ pass
 //      recomputes S and dP (7 tile products instead of 5).
 //   candidate 1 (attention_backward_variant 1): the kv pass also adds dQ with atomics (gq
-//      zeroed first; not deterministic); not yet measured on a GPU. attention_backward runs
+//      zeroed first; not deterministic); not yet measured on a GPU.
+//   candidate 2: 1 with the next Q / dO tile prefetched by cp.async (double buffer; 1 where the
+//      device lacks the shared memory, D = 128 on an A100) and masks only on edge tiles; not
+//      yet measured on a GPU. attention_backward runs
 //      version kAttnBwdDefault (kernels_variants.h).
 #include "attention_tile.cuh"
 #include "kernels_variants.h"
@@ -163,6 +166,150 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
   }
 }
 
+// Candidate 2: candidate 1 (kv pass with atomic dQ) with the next query tile's Q, dO, lse and
+// delta fetched by cp.async into a second buffer while this one is computed, and the mask
+// evaluated only on tiles that need it (a mask, the causal diagonal, the matrix edges).
+template <int D>
+constexpr int attn_bwd_async_smem() {
+  return (int)sizeof(float) * (6 * kAttnTile * attn_ld<D>() + kAttnTile * kAttnLdP + 4 * kAttnTile);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kAttnThreads, 1)
+    attn_bwd_kv_async_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
+                             const float* __restrict__ v, const float* __restrict__ lse,
+                             const float* __restrict__ gout, const float* __restrict__ delta,
+                             float* __restrict__ gk, float* __restrict__ gv, float* __restrict__ gq, bool qvec,
+                             bool ovec) {
+  constexpr int T = kAttnTile, LD = attn_ld<D>();
+  extern __shared__ float smem[];
+  float* Ks = smem;
+  float* Vs = Ks + T * LD;
+  float* Qb = Vs + T * LD;        // two buffers of T * LD each
+  float* dOb = Qb + 2 * T * LD;   // two buffers
+  float* Ps = dOb + 2 * T * LD;
+  float* lse_b = Ps + T * kAttnLdP;  // two buffers of T
+  float* delta_b = lse_b + 2 * T;    // two buffers of T
+
+  const int bh = blockIdx.x;
+  const int n0 = blockIdx.y * T;
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  q += (long long)bh * a.l * a.e;
+  k += (long long)bh * a.s * a.e;
+  v += (long long)bh * a.s * a.ev;
+  gout += (long long)bh * a.l * a.ev;
+  lse += (long long)bh * a.l;
+  delta += (long long)bh * a.l;
+  gq += (long long)bh * a.l * a.e;
+
+  const auto fetch = [&](int m0, int buf) {
+    attn_async_tile<T, D>(Qb + buf * T * LD, q, m0, a.l, a.e, qvec);
+    attn_async_tile<T, D>(dOb + buf * T * LD, gout, m0, a.l, a.ev, ovec);
+    if (threadIdx.x < T) {
+      const int gi = m0 + threadIdx.x;
+      const bool in = gi < a.l;
+      cp_async4(lse_b + buf * T + threadIdx.x, in ? lse + gi : lse, in ? 4 : 0);
+      cp_async4(delta_b + buf * T + threadIdx.x, in ? delta + gi : delta, in ? 4 : 0);
+    }
+    cp_async_commit();
+  };
+
+  // Causal: queries before n0 see none of these keys.
+  const int m_begin = a.causal ? (n0 / T) * T : 0;
+  if (m_begin < a.l) fetch(m_begin, 0);
+  attn_load_tile<D>(Ks, k, n0, a.s, a.e);
+  attn_load_tile<D>(Vs, v, n0, a.s, a.ev);
+  const float scale2 = a.scale * kLog2e;
+  float dk[4][D / 16], dv[4][D / 16];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) dk[i][j] = dv[i][j] = 0.f;
+
+  int buf = 0;
+  for (int m0 = m_begin; m0 < a.l; m0 += T, buf ^= 1) {
+    cp_async_wait<0>();
+    __syncthreads();  // this query tile has landed; the previous one's products are done
+    if (m0 + T < a.l) fetch(m0 + T, buf ^ 1);
+    const float* Qs = Qb + buf * T * LD;
+    const float* dOs = dOb + buf * T * LD;
+    const float* lse_s = lse_b + buf * T;
+    const float* delta_s = delta_b + buf * T;
+
+    // Transposed fragments: row i is key n0 + ty + 16 i, column j is query m0 + tx + 16 j.
+    float p[4][4];
+    attn_frag_dot<D>(p, Ks, ty, Qs, tx);
+    const bool edge = mk.kind != 0 || m0 + T > a.l || n0 + T > a.s || (a.causal && n0 + T - 1 > m0);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float l2 = lse_s[tx + 16 * j] * kLog2e;
+        if (edge) {
+          const float bias = attn_bias(mk, a, bh, m0 + tx + 16 * j, n0 + ty + 16 * i);
+          p[i][j] = bias == -CUDART_INF_F ? 0.f : exp2f(p[i][j] * scale2 + bias - l2);
+        } else {
+          p[i][j] = exp2f(p[i][j] * scale2 - l2);
+        }
+        Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = p[i][j];
+      }
+    __syncthreads();
+    attn_frag_pv<D>(dv, Ps, ty, dOs, tx);
+
+    float ds[4][4];
+    attn_frag_dot<D>(ds, Vs, ty, dOs, tx);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) ds[i][j] = p[i][j] * (ds[i][j] - delta_s[tx + 16 * j]);
+    __syncthreads();  // every thread is done reading P^T
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = ds[i][j];
+    __syncthreads();
+    attn_frag_pv<D>(dk, Ps, ty, Qs, tx);
+    __syncthreads();  // every thread is done reading dS^T
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * kAttnLdP + ty + 16 * i] = ds[i][j];
+    __syncthreads();
+    // Rows are queries m0 + ty + 16 i now, columns D-dim attn_col(tx, j).
+    float dq[4][D / 16];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < D / 16; ++j) dq[i][j] = 0.f;
+    attn_frag_pv<D>(dq, Ps, ty, Ks, tx);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int gi = m0 + ty + 16 * i;
+      if (gi >= a.l) continue;
+#pragma unroll
+      for (int j = 0; j < D / 16; ++j) {
+        const int c = attn_col<D>(tx, j);
+        if (c < a.e) atomicAdd(gq + (long long)gi * a.e + c, dq[i][j] * a.scale);
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  gk += (long long)bh * a.s * a.e;
+  gv += (long long)bh * a.s * a.ev;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gn = n0 + ty + 16 * i;
+    if (gn >= a.s) continue;
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const int c = attn_col<D>(tx, j);
+      if (c < a.e) gk[(long long)gn * a.e + c] = dk[i][j] * a.scale;
+      if (c < a.ev) gv[(long long)gn * a.ev + c] = dv[i][j];
+    }
+  }
+}
+
 template <int D>
 __global__ void __launch_bounds__(kAttnThreads, 1)
     attn_bwd_q_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
@@ -238,6 +385,16 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
   }
 }
 
+int smem_optin() {
+  static int bytes = 0;
+  if (bytes == 0) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  }
+  return bytes;
+}
+
 std::string desc(const char* name, const AttnShape& a, const AttnMask& mk) {
   return std::string(name) + " bh=" + std::to_string(a.bh) + " l=" + std::to_string(a.l) +
          " s=" + std::to_string(a.s) + " e=" + std::to_string(a.e) + " ev=" + std::to_string(a.ev) +
@@ -294,16 +451,16 @@ void attention_backward_v2(const AttnShape& a, const AttnMask& mask, std::uintpt
 namespace pyengine {
 
 std::vector<std::string> attention_backward_variant_names() {
-  return {"v2 kv + q passes", "kv pass + atomic dq"};
+  return {"v2 kv + q passes", "kv pass + atomic dq", "kv pass + atomic dq, cp.async Q/dO"};
 }
 
 void attention_backward_variant(int variant, const AttnShape& a, const AttnMask& mask, std::uintptr_t q,
                                 std::uintptr_t k, std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse,
                                 std::uintptr_t gout, std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk,
                                 std::uintptr_t gv, std::uintptr_t stream) {
-  if (variant < 0 || variant > 1)
+  if (variant < 0 || variant > 2)
     throw std::invalid_argument("attention_backward_variant: variant " + std::to_string(variant) +
-                                " not in [0, 2)");
+                                " not in [0, 3)");
   if (variant == 0) return attention_backward_v2(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
   if (a.bh <= 0 || (a.l <= 0 && a.s <= 0)) return;
   if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
@@ -319,13 +476,25 @@ void attention_backward_variant(int variant, const AttnShape& a, const AttnMask&
   if (a.s <= 0) return;
   attn_dispatch_d(a.e, a.ev, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
+    constexpr int smem2 = attn_bwd_async_smem<D>();
+    if (variant == 2 && smem2 <= smem_optin()) {
+      CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kv_async_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      smem2));
+      attn_bwd_kv_async_kernel<D><<<dim3(a.bh, ceil_div(a.s, kAttnTile)), kAttnThreads, smem2, st>>>(
+          a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<const float>(lse),
+          dptr<const float>(gout), dptr<const float>(delta), dptr<float>(gk), dptr<float>(gv), dptr<float>(gq),
+          attn_vec_ok(dptr<const float>(q), a.e), attn_vec_ok(dptr<const float>(gout), a.ev));
+      return;
+    }
     constexpr int smem = attn_smem_bytes<D>(4, 2);
     CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kv_kernel<D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     attn_bwd_kv_kernel<D, true><<<dim3(a.bh, ceil_div(a.s, kAttnTile)), kAttnThreads, smem, st>>>(
         a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<const float>(lse),
         dptr<const float>(gout), dptr<const float>(delta), dptr<float>(gk), dptr<float>(gv), dptr<float>(gq));
   });
-  check_launch(desc("attention_backward_variant (kv pass + atomic dq)", a, mask));
+  check_launch(desc(variant == 2 ? "attention_backward_variant (kv pass + atomic dq, cp.async)"
+                                  : "attention_backward_variant (kv pass + atomic dq)",
+                    a, mask));
 }
 
 }  // namespace pyengine

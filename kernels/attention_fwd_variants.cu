@@ -22,7 +22,6 @@
 // (a candidate whose shared memory exceeds the device's limit at a head dim runs as 1 there).
 // Measured: not yet measured on a GPU.
 #include "attention_tile.cuh"
-#include "cp_async.cuh"
 #include "kernels_variants.h"
 
 #include <string>
@@ -44,27 +43,7 @@ struct FwdCfg {
   __device__ static int col(int tx, int j) { return (j / RUN) * TX * RUN + tx * RUN + j % RUN; }
 };
 
-// Rows [r0, r0 + ROWS) of a row-major (n, width) matrix into a ROWS x D tile (row stride
-// D + 4) by cp.async, zeros outside. vec: width % 4 == 0 and src 16-byte aligned.
-template <int ROWS, int D>
-__device__ __forceinline__ void async_tile(float* dst, const float* __restrict__ src, int r0, int n, int width,
-                                           bool vec) {
-  if (vec) {
-    for (int idx = threadIdx.x; idx < ROWS * D / 4; idx += blockDim.x) {
-      const int r = idx / (D / 4), c = idx % (D / 4) * 4, gr = r0 + r;
-      const bool ok = gr < n && c < width;
-      cp_async16(dst + r * (D + 4) + c, ok ? src + (long long)gr * width + c : src, ok ? 16 : 0);
-    }
-  } else {
-    for (int idx = threadIdx.x; idx < ROWS * D; idx += blockDim.x) {
-      const int r = idx / D, c = idx % D, gr = r0 + r;
-      const bool ok = gr < n && c < width;
-      cp_async4(dst + r * (D + 4) + c, ok ? src + (long long)gr * width + c : src, ok ? 4 : 0);
-    }
-  }
-}
-
-// As async_tile through registers, every element multiplied by mul.
+// As attn_async_tile through registers, every element multiplied by mul.
 template <int ROWS, int D>
 __device__ __forceinline__ void scaled_tile(float* dst, const float* __restrict__ src, int r0, int n, int width,
                                             bool vec, float mul) {
@@ -96,8 +75,6 @@ __device__ __forceinline__ float row_sum_of(float v) {
   return v;
 }
 
-bool aligned16(const float* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
-
 template <class C>
 __global__ void __launch_bounds__(C::THREADS, 1)
     attn_fwd_var_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
@@ -120,7 +97,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   out += (long long)bh * a.l * a.ev;
 
   const int n_end = a.causal ? min(a.s, m0 + BR) : a.s;
-  if (n_end > 0) async_tile<BC, D>(Ks, k, 0, a.s, a.e, kvec);
+  if (n_end > 0) attn_async_tile<BC, D>(Ks, k, 0, a.s, a.e, kvec);
   cp_async_commit();
   scaled_tile<BR, D>(Qs, q, m0, a.l, a.e, qvec, a.scale * kLog2e);
 
@@ -136,7 +113,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
   for (int n0 = 0; n0 < n_end; n0 += BC) {
     cp_async_wait<0>();
     __syncthreads();  // K_j has landed; the previous P V product is done with Vs and Ps
-    async_tile<BC, D>(Vs, v, n0, a.s, a.ev, vvec);
+    attn_async_tile<BC, D>(Vs, v, n0, a.s, a.ev, vvec);
     cp_async_commit();
 
     float s[RM][RN];
@@ -193,7 +170,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 
     cp_async_wait<0>();
     __syncthreads();  // V_j has landed, P is complete, every thread is done reading K_j
-    if (n0 + BC < n_end) async_tile<BC, D>(Ks, k, n0 + BC, a.s, a.e, kvec);
+    if (n0 + BC < n_end) attn_async_tile<BC, D>(Ks, k, n0 + BC, a.s, a.e, kvec);
     cp_async_commit();
 
 #pragma unroll 2
@@ -252,8 +229,7 @@ void launch(const AttnShape& a, const AttnMask& mk, const float* q, const float*
   CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_var_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
   const dim3 grid(a.bh, ceil_div(a.l, C::BR));
   attn_fwd_var_kernel<C><<<grid, C::THREADS, C::SMEM, st>>>(
-      a, mk, q, k, v, out, lse, a.e % 4 == 0 && aligned16(q), a.e % 4 == 0 && aligned16(k),
-      a.ev % 4 == 0 && aligned16(v));
+      a, mk, q, k, v, out, lse, attn_vec_ok(q, a.e), attn_vec_ok(k, a.e), attn_vec_ok(v, a.ev));
 }
 
 const std::vector<std::string>& names() {

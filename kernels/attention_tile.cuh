@@ -13,6 +13,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "cp_async.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"
 
@@ -60,6 +61,31 @@ __device__ __forceinline__ void attn_load_tile(float* dst, const float* __restri
     const int r = idx / D, c = idx % D, gr = r0 + r;
     dst[r * attn_ld<D>() + c] = (gr < n && c < width) ? src[(long long)gr * width + c] : 0.f;
   }
+}
+
+// Rows [r0, r0 + ROWS) of a row-major (n, width) matrix into a ROWS x D tile (row stride
+// D + 4) by cp.async, zeros outside. vec: width % 4 == 0 and src 16-byte aligned.
+template <int ROWS, int D>
+__device__ __forceinline__ void attn_async_tile(float* dst, const float* __restrict__ src, int r0, int n,
+                                                int width, bool vec) {
+  if (vec) {
+    for (int idx = threadIdx.x; idx < ROWS * D / 4; idx += blockDim.x) {
+      const int r = idx / (D / 4), c = idx % (D / 4) * 4, gr = r0 + r;
+      const bool ok = gr < n && c < width;
+      cp_async16(dst + r * (D + 4) + c, ok ? src + (long long)gr * width + c : src, ok ? 16 : 0);
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < ROWS * D; idx += blockDim.x) {
+      const int r = idx / D, c = idx % D, gr = r0 + r;
+      const bool ok = gr < n && c < width;
+      cp_async4(dst + r * (D + 4) + c, ok ? src + (long long)gr * width + c : src, ok ? 4 : 0);
+    }
+  }
+}
+
+// Rows of `width` floats from p can be copied 16 bytes at a time.
+inline bool attn_vec_ok(const float* p, int width) {
+  return width % 4 == 0 && reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 // 0 where query i may attend key j, -inf where it may not (outside the matrix, causal, bool
