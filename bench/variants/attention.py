@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 
@@ -30,7 +31,7 @@ from gpu_bench_nn import _median_ms  # noqa: E402
 import pyengine._C as C  # noqa: E402
 
 B, H, T, D = 8, 16, 2048, 64
-REPS = 10
+REPS = 7
 FWD_TOL = 2e-5  # max abs error on outputs of size ~0.1-1 (float32 accumulation over 2048 keys)
 
 
@@ -106,6 +107,42 @@ def _default_budget():
     return min(40.0, 0.7 * float(os.environ.get("DEVICE_VARIANTS_BUDGET", 120)) / n)
 
 
+def _table(rows, torch_ms):
+    """The ranked Markdown table of the rows measured so far."""
+    def fmt(x, spec=".3f"):
+        return "-" if x is None else format(x, spec)
+
+    print()
+    print(f"attention versions, B={B} H={H} T={T} d={D} fp32 ({C.device_name(0)}); ratio = torch ms / ours "
+          f"(> 1: faster); err = max abs vs torch fp32 SDPA; err64 = max abs vs float64 (b*h=6 l=129 s=65 d=80)")
+    print("| pass | # | version | ms | causal ms | TFLOP/s | causal TFLOP/s | vs torch | causal vs torch "
+          "| err | causal err | err64 | ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    flops = 4 * B * H * T * T * D
+    for kind in ("fwd", "bwd"):
+        mult = 1.0 if kind == "fwd" else 2.5
+        ranked = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r.get("ms_False", 1e9))
+        for r in ranked:
+            if "error" in r:
+                print(f"| {kind} | {r['variant']} | {r['name']} | FAILED: {r['error']} |")
+                continue
+            ms, cms = r.get("ms_False"), r.get("ms_True")
+            t_full, t_causal = (torch_ms.get(c if kind == "fwd" else ("bwd", c)) for c in (False, True))
+            ratio = None if ms is None or t_full is None else t_full / ms
+            cratio = None if cms is None or t_causal is None else t_causal / cms
+            print(f"| {kind} | {r['variant']} | {r['name']} | {fmt(ms)} | {fmt(cms)} "
+                  f"| {fmt(None if ms is None else mult * flops / ms / 1e9, '.1f')} "
+                  f"| {fmt(None if cms is None else mult * flops / 2 / cms / 1e9, '.1f')} "
+                  f"| {fmt(ratio, '.2f')} | {fmt(cratio, '.2f')} | {fmt(r.get('err_torch_False'), '.1e')} "
+                  f"| {fmt(r.get('err_torch_True'), '.1e')} | {fmt(r.get('err64'), '.1e')} | {_verdict(r)} |")
+        t_full, t_causal = (torch_ms.get(c if kind == "fwd" else ("bwd", c)) for c in (False, True))
+        if t_full is not None:
+            print(f"| {kind} | - | torch fp32 SDPA | {fmt(t_full)} | {fmt(t_causal)} "
+                  f"| {fmt(mult * flops / t_full / 1e9, '.1f')} "
+                  f"| {fmt(None if t_causal is None else mult * flops / 2 / t_causal / 1e9, '.1f')} "
+                  f"| 1.00 | 1.00 | - | - | - | - |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=float, default=_default_budget())
@@ -120,6 +157,13 @@ def main():
     rows = []
     ref = {}
     torch_ms = {}
+
+    def on_term(signum, frame):  # device_variants.sh's timeout: show what was measured
+        print(f"stopped by signal {signum} after {time.time() - t_start:.0f}s")
+        _table(rows, torch_ms)
+        sys.exit(124)
+
+    signal.signal(signal.SIGTERM, on_term)
     if torch is not None:
         tq, tk, tv = (torch.as_tensor(x, device="cuda").view(B, H, T, D) for x in (q, k, v))
         ev = lambda: (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))  # noqa: E731
@@ -191,38 +235,7 @@ def main():
                     row["error"] = f"{type(exc).__name__}: {exc}"[:120]
                 print(row, flush=True)
 
-    def fmt(x, spec=".3f"):
-        return "-" if x is None else format(x, spec)
-
-    print()
-    print(f"attention versions, B={B} H={H} T={T} d={D} fp32 ({C.device_name(0)}); ratio = torch ms / ours "
-          f"(> 1: faster); err = max abs vs torch fp32 SDPA; err64 = max abs vs float64 (b*h=6 l=129 s=65 d=80)")
-    print("| pass | # | version | ms | causal ms | TFLOP/s | causal TFLOP/s | vs torch | causal vs torch "
-          "| err | causal err | err64 | ok |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    flops = 4 * B * H * T * T * D
-    for kind in ("fwd", "bwd"):
-        mult = 1.0 if kind == "fwd" else 2.5
-        ranked = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r.get("ms_False", 1e9))
-        for r in ranked:
-            if "error" in r:
-                print(f"| {kind} | {r['variant']} | {r['name']} | FAILED: {r['error']} |")
-                continue
-            ms, cms = r.get("ms_False"), r.get("ms_True")
-            tk = (lambda c: torch_ms.get(c if kind == "fwd" else ("bwd", c)))
-            ratio = None if ms is None or tk(False) is None else tk(False) / ms
-            cratio = None if cms is None or tk(True) is None else tk(True) / cms
-            print(f"| {kind} | {r['variant']} | {r['name']} | {fmt(ms)} | {fmt(cms)} "
-                  f"| {fmt(None if ms is None else mult * flops / ms / 1e9, '.1f')} "
-                  f"| {fmt(None if cms is None else mult * flops / 2 / cms / 1e9, '.1f')} "
-                  f"| {fmt(ratio, '.2f')} | {fmt(cratio, '.2f')} | {fmt(r.get('err_torch_False'), '.1e')} "
-                  f"| {fmt(r.get('err_torch_True'), '.1e')} | {fmt(r.get('err64'), '.1e')} | {_verdict(r)} |")
-        tk = (lambda c: torch_ms.get(c if kind == "fwd" else ("bwd", c)))
-        if tk(False) is not None:
-            print(f"| {kind} | - | torch fp32 SDPA | {fmt(tk(False))} | {fmt(tk(True))} "
-                  f"| {fmt(mult * flops / tk(False) / 1e9, '.1f')} | {fmt(mult * flops / 2 / tk(True) / 1e9, '.1f')} "
-                  f"| 1.00 | 1.00 | - | - | - | - |")
-
+    _table(rows, torch_ms)
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -75,49 +76,8 @@ def _small_error(variant, rng):
     return worst
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=float, default=_default_budget())
-    args = ap.parse_args()
-    t0 = time.time()
-    rng = np.random.default_rng(0)
-    default = getattr(C, "sgemm_variant_default", 0)
-    names = [n + (" (default)" if i == default else "") for i, n in enumerate(C.sgemm_variant_names())]
-    print(f"device: {C.device_name(0)}; versions: {len(names)}", flush=True)
-    cases = []
-    for n in (4096, 1024):
-        a = cp.random.standard_normal((n, n), dtype=cp.float32)
-        b = cp.random.standard_normal((n, n), dtype=cp.float32)
-        bt = cp.ascontiguousarray(b.T).T  # the same matrix, column-major (x @ w.T's layout)
-        ref = a @ b
-        scale = float(cp.max(cp.abs(ref)))
-        cublas = _median_ms(lambda: cp.matmul(a, b), 2, REPS[n])
-        cases.append((n, a, b, bt, ref, scale, cublas))
-        print(f"cuBLAS fp32 {n}^3: {cublas:.3f} ms = {2 * n ** 3 / cublas / 1e9:.1f} TFLOP/s", flush=True)
-
-    rows = []
-    for i, name in enumerate(names):
-        if time.time() - t0 > args.budget:
-            print(f"budget of {args.budget:.0f}s spent: versions {i}.. not run")
-            break
-        row = dict(variant=i, name=name)
-        try:
-            row["err64"] = _small_error(i, rng)
-            for n, a, b, bt, ref, scale, _ in cases:
-                c = cp.empty((n, n), dtype=cp.float32)
-                for tag, bb in (("NN", b), ("NT", bt)):
-                    c.fill(cp.nan)
-                    _run(i, a, bb, c)
-                    err = float(cp.max(cp.abs(c - ref))) / scale
-                    row[f"err_{tag}{n}"] = err if np.isfinite(err) else float("inf")
-                    if tag == "NT" and n != 4096:
-                        continue
-                    row[f"ms_{tag}{n}"] = _median_ms(lambda: _run(i, a, bb, c), 2, REPS[n])
-        except Exception as exc:  # a failing version is reported, the others still run
-            row["error"] = f"{type(exc).__name__}: {exc}"[:120]
-        rows.append(row)
-        print(row, flush=True)
-
+def _table(rows, cases):
+    """The ranked Markdown table of the rows measured so far."""
     cub = {n: ms for n, *_, ms in cases}
 
     def f(x, spec=".3f"):
@@ -143,6 +103,58 @@ def main():
     print(f"| - | cuBLAS fp32 (CuPy) | {f(cub[4096])} | {2 * 4096 ** 3 / cub[4096] / 1e9:.1f} | 1.00 | - | - "
           f"| {f(cub[1024])} | 1.00 | - | - | - |")
 
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget", type=float, default=_default_budget())
+    args = ap.parse_args()
+    t0 = time.time()
+    rng = np.random.default_rng(0)
+    default = getattr(C, "sgemm_variant_default", 0)
+    names = [n + (" (default)" if i == default else "") for i, n in enumerate(C.sgemm_variant_names())]
+    print(f"device: {C.device_name(0)}; versions: {len(names)}", flush=True)
+    cases, rows = [], []
+
+    def on_term(signum, frame):  # device_variants.sh's timeout: show what was measured
+        print(f"stopped by signal {signum} after {time.time() - t0:.0f}s")
+        if len(cases) == 2:
+            _table(rows, cases)
+        sys.exit(124)
+
+    signal.signal(signal.SIGTERM, on_term)
+    for n in (4096, 1024):
+        a = cp.random.standard_normal((n, n), dtype=cp.float32)
+        b = cp.random.standard_normal((n, n), dtype=cp.float32)
+        bt = cp.ascontiguousarray(b.T).T  # the same matrix, column-major (x @ w.T's layout)
+        ref = a @ b
+        scale = float(cp.max(cp.abs(ref)))
+        cublas = _median_ms(lambda: cp.matmul(a, b), 2, REPS[n])
+        cases.append((n, a, b, bt, ref, scale, cublas))
+        print(f"cuBLAS fp32 {n}^3: {cublas:.3f} ms = {2 * n ** 3 / cublas / 1e9:.1f} TFLOP/s", flush=True)
+
+    for i, name in enumerate(names):
+        if time.time() - t0 > args.budget:
+            print(f"budget of {args.budget:.0f}s spent: versions {i}.. not run")
+            break
+        row = dict(variant=i, name=name)
+        try:
+            row["err64"] = _small_error(i, rng)
+            for n, a, b, bt, ref, scale, _ in cases:
+                c = cp.empty((n, n), dtype=cp.float32)
+                for tag, bb in (("NN", b), ("NT", bt)):
+                    c.fill(cp.nan)
+                    _run(i, a, bb, c)
+                    err = float(cp.max(cp.abs(c - ref))) / scale
+                    row[f"err_{tag}{n}"] = err if np.isfinite(err) else float("inf")
+                    if tag == "NT" and n != 4096:
+                        continue
+                    row[f"ms_{tag}{n}"] = _median_ms(lambda: _run(i, a, bb, c), 2, REPS[n])
+        except Exception as exc:  # a failing version is reported, the others still run
+            row["error"] = f"{type(exc).__name__}: {exc}"[:120]
+        rows.append(row)
+        print(row, flush=True)
+
+    _table(rows, cases)
 
 if __name__ == "__main__":
     main()
