@@ -229,7 +229,8 @@ def main():
                         g.fill(cp.nan)
                     call()
                     if tref is not None:
-                        row[f"err_torch_{causal}"] = max(float(cp.max(cp.abs(g - r))) for g, r in zip((gq, gk, gv), tref))
+                        row[f"err_torch_{causal}"] = max(float(cp.max(cp.abs(g - r)))
+                                                         for g, r in zip((gq, gk, gv), tref))
                     row[f"ms_{causal}"] = _median_ms(call, 2, REPS)
                 except Exception as exc:
                     row["error"] = f"{type(exc).__name__}: {exc}"[:120]

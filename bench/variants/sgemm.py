@@ -94,7 +94,8 @@ def _table(rows, cases):
             print(f"| {r['variant']} | {r['name']} | FAILED: {r['error']} |")
             continue
         ms, nt, small = r.get("ms_NN4096"), r.get("ms_NT4096"), r.get("ms_NN1024")
-        print(f"| {r['variant']} | {r['name']} | {f(ms)} | {f(None if ms is None else 2 * 4096 ** 3 / ms / 1e9, '.1f')} "
+        tflops = None if ms is None else 2 * 4096 ** 3 / ms / 1e9
+        print(f"| {r['variant']} | {r['name']} | {f(ms)} | {f(tflops, '.1f')} "
               f"| {f(None if ms is None else cub[4096] / ms, '.2f')} | {f(nt)} "
               f"| {f(None if nt is None else cub[4096] / nt, '.2f')} | {f(small)} "
               f"| {f(None if small is None else cub[1024] / small, '.2f')} "
