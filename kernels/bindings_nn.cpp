@@ -74,9 +74,12 @@ void bind_nn(py::module_& m) {
   m.def("lstm_cell_forward", &lstm_cell_forward, "xg"_a, "xg_stride"_a, "hg"_a, "hg_stride"_a, "c_prev"_a,
         "acts"_a, "acts_stride"_a, "c"_a, "tanh_c"_a, "h"_a, "n"_a, "stream"_a,
         "One LSTM step's gates, cell and hidden state from gate-major pre-activation blocks.");
+  m.def("lstm_cell_factors", &lstm_cell_factors, "acts"_a, "acts_stride"_a, "c_prev"_a, "tanh_c"_a, "fac"_a,
+        "fac_stride"_a, "dc_dh"_a, "n"_a, "stream"_a,
+        "The LSTM backward's per-element gate factors and dc/dh, for any number of steps at once.");
   m.def("lstm_cell_backward", &lstm_cell_backward, "gh"_a, "dh_parts"_a, "parts"_a, "parts_stride"_a, "dc"_a,
-        "acts"_a, "acts_stride"_a, "c_prev"_a, "tanh_c"_a, "dgates"_a, "dgates_stride"_a, "dc_prev"_a, "n"_a,
-        "stream"_a, "One LSTM step's pre-activation gradients and dc_prev.");
+        "f"_a, "fac"_a, "fac_stride"_a, "dc_dh"_a, "dgates"_a, "dgates_stride"_a, "dc_prev"_a, "n"_a, "stream"_a,
+        "One LSTM step's pre-activation gradients (its factors scaled) and dc_prev.");
   m.def("gru_cell_forward", &gru_cell_forward, "xg"_a, "xg_stride"_a, "hg"_a, "hg_stride"_a, "b_hh"_a,
         "h_prev"_a, "acts"_a, "acts_stride"_a, "hn"_a, "h"_a, "n"_a, "hidden"_a, "stream"_a,
         "One GRU step's gates and hidden state; b_hh may be 0.");

@@ -85,13 +85,17 @@ namespace pyengine {
 // One LSTM / GRU time step's pointwise part over n = B*H elements (rnn.cu; formulas there).
 // Gate arrays are gate-major: gate k's contiguous (B, H) block starts k*stride floats after the
 // pointer. dh_parts holds `parts` (B, H) blocks parts_stride floats apart, summed into dh.
-// b_hh (3H) and carry may be 0 (absent). acts may alias xg, dc_prev dc, carry_out carry.
+// b_hh (3H) and carry may be 0 (absent). acts may alias xg, dgates fac, dc_prev dc, carry_out carry.
 void lstm_cell_forward(std::uintptr_t xg, long long xg_stride, std::uintptr_t hg, long long hg_stride,
                        std::uintptr_t c_prev, std::uintptr_t acts, long long acts_stride, std::uintptr_t c,
                        std::uintptr_t tanh_c, std::uintptr_t h, long long n, std::uintptr_t stream);
+// The backward's per-element factors over n elements (any number of steps; see rnn.cu).
+void lstm_cell_factors(std::uintptr_t acts, long long acts_stride, std::uintptr_t c_prev, std::uintptr_t tanh_c,
+                       std::uintptr_t fac, long long fac_stride, std::uintptr_t dc_dh, long long n,
+                       std::uintptr_t stream);
 void lstm_cell_backward(std::uintptr_t gh, std::uintptr_t dh_parts, int parts, long long parts_stride,
-                        std::uintptr_t dc, std::uintptr_t acts, long long acts_stride, std::uintptr_t c_prev,
-                        std::uintptr_t tanh_c, std::uintptr_t dgates, long long dgates_stride,
+                        std::uintptr_t dc, std::uintptr_t f, std::uintptr_t fac, long long fac_stride,
+                        std::uintptr_t dc_dh, std::uintptr_t dgates, long long dgates_stride,
                         std::uintptr_t dc_prev, long long n, std::uintptr_t stream);
 void gru_cell_forward(std::uintptr_t xg, long long xg_stride, std::uintptr_t hg, long long hg_stride,
                       std::uintptr_t b_hh, std::uintptr_t h_prev, std::uintptr_t acts, long long acts_stride,

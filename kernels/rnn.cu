@@ -1,9 +1,10 @@
 // rnn.cu — the pointwise part of one LSTM or GRU time step, forward and backward, in PyTorch's
 // gate order (LSTM i, f, g, o; GRU r, z, n):
 //   LSTM: a = sigmoid/tanh(xg + hg);  c = f*c_prev + i*g;  h = o*tanh(c)
-//         back: dh = gh + sum(dh_parts);  dc_t = dc + dh*o*(1 - tanh(c)^2);
-//               d(i, f, g, o) = (dc_t*g*i(1-i), dc_t*c_prev*f(1-f), dc_t*i(1-g^2), dh*tanh(c)*o(1-o));
-//               dc_prev = dc_t*f
+//         factors (all steps at once): fac = (g*i(1-i), c_prev*f(1-f), i(1-g^2), tanh(c)*o(1-o)),
+//               dc_dh = o*(1 - tanh(c)^2)
+//         back: dh = gh + sum(dh_parts);  dc_t = dc + dh*dc_dh;
+//               d(i, f, g, o) = (fac_i*dc_t, fac_f*dc_t, fac_g*dc_t, fac_o*dh);  dc_prev = dc_t*f
 //   GRU:  r, z = sigmoid(xg + hg + b_hh);  hn = hg_n + b_n;  n = tanh(xg_n + r*hn);
 //         h = n + z*(h_prev - n)
 //         back: dh = gh + sum(dh_parts) + carry;  dn = dh(1-z)(1-n^2);  dz = dh(h_prev-n)z(1-z);
@@ -14,7 +15,7 @@
 // Layout: gate arrays are gate-major, gate k's contiguous (B, H) block k*stride floats after the
 // pointer (a step's slice of a (G, T, B, H) buffer); states are contiguous (B, H). dh_parts are the
 // P per-gate products of the backward matmul, summed here so no step needs a separate reduction.
-// Outputs may alias the input beside them (acts = xg, dc_prev = dc, carry_out = carry): each
+// Outputs may alias the input beside them (acts = xg, dgates = fac, dc_prev = dc, carry_out = carry): each
 // thread reads all of its element's inputs before it writes, so no pointer is __restrict__.
 //
 // Technique: v1 one grid-stride pass, one thread per (b, j) element handling every gate: one
@@ -58,20 +59,34 @@ __global__ void lstm_forward_kernel(const float* xg, long long xs, const float* 
   }
 }
 
+// The backward's factors depend on the forward pass only, so they are computed for every step
+// at once (one launch over T*B*H elements) and each step's kernel only scales them.
+__global__ void lstm_factors_kernel(const float* acts, long long as, const float* c_prev, const float* tanh_c,
+                                    float* fac, long long fs, float* dc_dh, long long n) {
+  GRID_STRIDE(e, n) {
+    const float ig = acts[e], fg = acts[as + e], gg = acts[2 * as + e], og = acts[3 * as + e];
+    const float tc = tanh_c[e];
+    fac[e] = gg * ig * (1.f - ig);
+    fac[fs + e] = c_prev[e] * fg * (1.f - fg);
+    fac[2 * fs + e] = ig * (1.f - gg * gg);
+    fac[3 * fs + e] = tc * og * (1.f - og);
+    dc_dh[e] = og * (1.f - tc * tc);
+  }
+}
+
 __global__ void lstm_backward_kernel(const float* gh, const float* parts, int np, long long ps, const float* dc,
-                                     const float* acts, long long as, const float* c_prev, const float* tanh_c,
+                                     const float* f, const float* fac, long long fs, const float* dc_dh,
                                      float* dg, long long ds, float* dc_prev, long long n) {
   GRID_STRIDE(e, n) {
     float dh = gh[e];
     for (int p = 0; p < np; ++p) dh += parts[p * ps + e];
-    const float ig = acts[e], fg = acts[as + e], gg = acts[2 * as + e], og = acts[3 * as + e];
-    const float tc = tanh_c[e];
-    const float dct = dc[e] + dh * og * (1.f - tc * tc);
-    dg[e] = dct * gg * ig * (1.f - ig);
-    dg[ds + e] = dct * c_prev[e] * fg * (1.f - fg);
-    dg[2 * ds + e] = dct * ig * (1.f - gg * gg);
-    dg[3 * ds + e] = dh * tc * og * (1.f - og);
-    dc_prev[e] = dct * fg;
+    const float dct = dc[e] + dh * dc_dh[e];
+    const float fo = fac[3 * fs + e];
+    dg[e] = fac[e] * dct;
+    dg[ds + e] = fac[fs + e] * dct;
+    dg[2 * ds + e] = fac[2 * fs + e] * dct;
+    dg[3 * ds + e] = fo * dh;
+    dc_prev[e] = dct * f[e];
   }
 }
 
@@ -134,15 +149,25 @@ void lstm_cell_forward(std::uintptr_t xg, long long xg_stride, std::uintptr_t hg
   check_launch(cell_desc("lstm_cell_forward", n, -1));
 }
 
+void lstm_cell_factors(std::uintptr_t acts, long long acts_stride, std::uintptr_t c_prev, std::uintptr_t tanh_c,
+                       std::uintptr_t fac, long long fac_stride, std::uintptr_t dc_dh, long long n,
+                       std::uintptr_t stream) {
+  if (n <= 0) return;
+  lstm_factors_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
+      dptr<const float>(acts), acts_stride, dptr<const float>(c_prev), dptr<const float>(tanh_c),
+      dptr<float>(fac), fac_stride, dptr<float>(dc_dh), n);
+  check_launch(cell_desc("lstm_cell_factors", n, -1));
+}
+
 void lstm_cell_backward(std::uintptr_t gh, std::uintptr_t dh_parts, int parts, long long parts_stride,
-                        std::uintptr_t dc, std::uintptr_t acts, long long acts_stride, std::uintptr_t c_prev,
-                        std::uintptr_t tanh_c, std::uintptr_t dgates, long long dgates_stride,
+                        std::uintptr_t dc, std::uintptr_t f, std::uintptr_t fac, long long fac_stride,
+                        std::uintptr_t dc_dh, std::uintptr_t dgates, long long dgates_stride,
                         std::uintptr_t dc_prev, long long n, std::uintptr_t stream) {
   if (n <= 0) return;
   lstm_backward_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
       dptr<const float>(gh), dptr<const float>(dh_parts), parts, parts_stride, dptr<const float>(dc),
-      dptr<const float>(acts), acts_stride, dptr<const float>(c_prev), dptr<const float>(tanh_c),
-      dptr<float>(dgates), dgates_stride, dptr<float>(dc_prev), n);
+      dptr<const float>(f), dptr<const float>(fac), fac_stride, dptr<const float>(dc_dh), dptr<float>(dgates),
+      dgates_stride, dptr<float>(dc_prev), n);
   check_launch(cell_desc("lstm_cell_backward", n, parts));
 }
 

@@ -97,25 +97,78 @@ def test_lstm_cell(be, rng, layout):
             _close(d.host(got), w)
 
 
+def _lstm_acts(d, *shape):
+    return np.stack([d.rand(*shape, lo=0.05), d.rand(*shape, lo=0.05), np.tanh(d.rand(*shape)),
+                     d.rand(*shape, lo=0.05)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("steps", [None, 3])
+def test_lstm_cell_factors(be, rng, steps):
+    """One step's (B, H) blocks, or the steps 1.. of a (4, T, B, H) buffer at once (gate
+    stride T*B*H, each gate's block of T-1 steps contiguous), as the recurrence calls it."""
+    d = Dev(be, rng)
+    for B, H in _sizes(be):
+        lead = () if steps is None else (steps,)
+        acts, c_prev = _lstm_acts(d, *lead, B, H), d.rand(*lead, B, H)
+        tanh_c = np.tanh(d.rand(*lead, B, H)).astype(np.float32)
+        want_fac, want_k = np.empty(acts.shape), np.empty(c_prev.shape)
+        ref.lstm_cell_factors(acts.astype(np.float64), c_prev.astype(np.float64), tanh_c.astype(np.float64),
+                              want_fac, want_k)
+        if steps is None:
+            acts_d, fac, k = d.dev(acts), d.nan(*acts.shape), d.nan(B, H)
+        else:
+            buf = np.full((4, steps + 1, B, H), np.nan, np.float32)
+            buf[:, 1:] = acts
+            acts_d = d.dev(buf)[:, 1:]
+            fac, k = d.dev(np.full((4, steps + 1, B, H), np.nan, np.float32))[:, 1:], d.nan(steps, B, H)
+        be.lstm_cell_factors(acts_d, d.dev(c_prev), d.dev(tanh_c), fac, k)
+        _close(d.host(fac), want_fac)
+        _close(d.host(k), want_k)
+
+
 @pytest.mark.parametrize("parts,in_place", [(1, False), (4, False), (4, True)])
 def test_lstm_cell_backward(be, rng, parts, in_place):
     d = Dev(be, rng)
     for B, H in _sizes(be):
-        acts = np.stack([d.rand(B, H, lo=0.05), d.rand(B, H, lo=0.05), np.tanh(d.rand(B, H)),
-                         d.rand(B, H, lo=0.05)]).astype(np.float32)
-        gh, dh_parts, dc = d.rand(B, H), d.rand(parts, B, H), d.rand(B, H)
-        c_prev, tanh_c = d.rand(B, H), np.tanh(d.rand(B, H)).astype(np.float32)
-        f64 = [a.astype(np.float64) for a in (gh, dh_parts, dc, acts, c_prev, tanh_c)]
+        fac, f = d.rand(4, B, H), d.rand(B, H, lo=0.05)
+        gh, dh_parts, dc, dc_dh = d.rand(B, H), d.rand(parts, B, H), d.rand(B, H), d.rand(B, H)
+        f64 = [a.astype(np.float64) for a in (gh, dh_parts, dc, f, fac, dc_dh)]
         want_g, want_dc = np.empty((4, B, H)), np.empty((B, H))
         ref.lstm_cell_backward(*f64, want_g, want_dc)
-        dgates = d.slice_of(np.full((4, B, H), np.nan, np.float32)) if in_place else d.nan(4, B, H)
-        dc_d = d.dev(dc)
-        dc_prev = dc_d if in_place else d.nan(B, H)
-        acts_d = d.slice_of(acts) if in_place else d.dev(acts)
-        be.lstm_cell_backward(d.dev(gh), d.dev(dh_parts), dc_d, acts_d, d.dev(c_prev), d.dev(tanh_c),
-                              dgates, dc_prev)
+        if in_place:  # dgates = fac, a step's slice of a (4, T, B, H) buffer
+            fac_d = dgates = d.slice_of(fac)
+        else:
+            fac_d, dgates = d.dev(fac), d.nan(4, B, H)
+        dc_prev = d.nan(B, H)
+        be.lstm_cell_backward(d.dev(gh), d.dev(dh_parts), d.dev(dc), d.dev(f), fac_d, d.dev(dc_dh), dgates,
+                              dc_prev)
         _close(d.host(dgates), want_g)
         _close(d.host(dc_prev), want_dc)
+
+
+def test_lstm_backward_factors_compose_to_the_gradient(rng):
+    """lstm_cell_factors + lstm_cell_backward give dL/d(pre-activations) of one lstm_cell step:
+    a float64 finite-difference check on the NumPy reference itself."""
+    B, H = 2, 3
+    xg, hg, c_prev = rng.standard_normal((4, B, H)), rng.standard_normal((4, B, H)), rng.standard_normal((B, H))
+    gh, gc = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+
+    def loss(z):
+        acts, c, tc, h = np.empty((4, B, H)), np.empty((B, H)), np.empty((B, H)), np.empty((B, H))
+        ref.lstm_cell(z, hg, c_prev, acts, c, tc, h)
+        return (gh * h).sum() + (gc * c).sum(), acts, tc
+
+    _, acts, tc = loss(xg)
+    fac, k, dgates, dc_prev = np.empty((4, B, H)), np.empty((B, H)), np.empty((4, B, H)), np.empty((B, H))
+    ref.lstm_cell_factors(acts, c_prev, tc, fac, k)
+    ref.lstm_cell_backward(gh, np.zeros((1, B, H)), gc, acts[1], fac, k, dgates, dc_prev)
+    num = np.empty_like(xg)
+    for idx in np.ndindex(xg.shape):
+        e = np.zeros_like(xg)
+        e[idx] = 1e-6
+        num[idx] = (loss(xg + e)[0] - loss(xg - e)[0]) / 2e-6
+    np.testing.assert_allclose(dgates, num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dc_prev, (gc + gh * k) * acts[1], rtol=1e-12)
 
 
 @pytest.mark.parametrize("bias", [True, False])

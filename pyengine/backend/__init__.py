@@ -9,8 +9,9 @@ Conventions shared by all backends
 ----------------------------------
 * Arrays are the backend's own (``numpy.ndarray`` for "numpy", ``cupy.ndarray`` for
   "native"/"numba"; NumPy stands in for CuPy under the Numba simulator). They need not be
-  contiguous. Results are new arrays; only the ``*_step`` optimizer functions and
-  ``batch_norm``'s running statistics update in place.
+  contiguous. Results are new arrays; only the ``*_step`` optimizer functions,
+  ``batch_norm``'s running statistics and the recurrent cells (which write into the caller's
+  buffers) update in place.
 * dtypes: float32 and float64 for compute (a GPU kernel may accept float32 only and say so
   with a TypeError naming the op and dtype); int64 for indices and class targets; bool masks.
 * Shapes follow PyTorch: NCHW images, ``(O, C/groups, kh, kw)`` conv weights, ``(..., L, E)``
@@ -100,11 +101,17 @@ lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h)
     xg, hg (4, B, H): the input part (x W_ih^T + biases) and the recurrent part (h W_hh^T)
     of the pre-activations. Writes acts = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) (acts
     may be xg), c = f*c_prev + i*g, tanh_c = tanh(c), h = o*tanh_c, each (B, H).
-lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev)
-    The gradient reaching h_t is gh (B, H, from the output) plus the sum of dh_parts
+lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh)
+    The backward's factors, which depend on the forward pass only, so the recurrence gets
+    them for many steps in one call: acts (4, *S), c_prev, tanh_c (*S), S = (B, H) or
+    (T, B, H). Writes fac (4, *S) = (g*i*(1-i), c_prev*f*(1-f), i*(1-g^2), tanh_c*o*(1-o))
+    and dc_dh (*S) = o*(1 - tanh_c^2).
+lstm_cell_backward(gh, dh_parts, dc, f, fac, dc_dh, dgates, dc_prev)
+    The gradient reaching h_t is dh = gh (B, H, from the output) plus the sum of dh_parts
     (P, B, H), P >= 1 (the per-gate products of the next step's backward matmul); dc (B, H)
-    reaches c_t. Writes dgates (4, B, H), the pre-activations' gradient, and dc_prev (B, H)
-    = dc_t * f (dc_prev may be dc).
+    reaches c_t, so dc_t = dc + dh*dc_dh. Writes dgates (4, B, H) = fac*(dc_t, dc_t, dc_t,
+    dh), the pre-activations' gradient (dgates may be fac), and dc_prev = dc_t*f (B, H; f
+    the forget gate's activation). dc_prev must not be dc: the recurrence alternates two.
 gru_cell(xg, hg, b_hh, h_prev, acts, hn, h)
     xg (3, B, H) = x W_ih^T + b_ih; hg (3, B, H) = h_prev W_hh^T; b_hh (3H,) or None.
     r = sigmoid(xg_r + hg_r + b_r), z likewise, hn = hg_n + b_n, n = tanh(xg_n + r*hn),
@@ -144,7 +151,7 @@ TABLE = (
     "dropout_mask", "embedding_backward", "scatter_add",
     "sdpa", "sdpa_backward",
     "sgd_step", "adam_step",
-    "lstm_cell", "lstm_cell_backward", "gru_cell", "gru_cell_backward",
+    "lstm_cell", "lstm_cell_factors", "lstm_cell_backward", "gru_cell", "gru_cell_backward",
 )
 
 _MODULES = {

@@ -1,9 +1,10 @@
 """Python wrappers of the native recurrent-cell kernels (kernels/rnn.cu), re-exported by
-cuda_backend: lstm_cell, gru_cell and their backwards, with the table's signatures
-(pyengine/backend/__init__.py).
+cuda_backend: lstm_cell, lstm_cell_factors, gru_cell and the backwards, with the table's
+signatures (pyengine/backend/__init__.py).
 
-Gate arrays are (G, B, H) CuPy float32 whose (B, H) blocks are contiguous; the gate stride is
-passed to the kernel, so a step's slice of a (G, T, B, H) buffer goes in without a copy. An
+Gate arrays are (G, B, H) (lstm_cell_factors: (4, T, B, H)) CuPy float32 whose per-gate blocks
+are contiguous; the gate stride is passed to the kernel, so a step's slice of a (G, T, B, H)
+buffer goes in without a copy. An
 input in any other layout is copied; an output must already be in it (it is written in place)
 and a ValueError says so otherwise. One launch per call, on CuPy's current stream.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from . import _cuda_common
 from ._cuda_common import _ptr, _stream, cp
-from ._rnn_checks import check_cell
+from ._rnn_checks import check_cell, gate_stride
 
 _NOT_CUPY = "{op}: {arg} must be a CuPy array on the GPU, got {kind}"
 _NOT_F32 = "{op}: the native CUDA kernels take float32 only, got {arg} of dtype {dtype}"
@@ -22,33 +23,23 @@ def _kernels():
     return _C
 
 
-def _blocks_contiguous(a):
-    """The gate stride in elements when every (B, H) block of the (G, B, H) array a is
-    contiguous, else None."""
-    _, B, H = a.shape
-    s0, s1, s2 = (s // a.itemsize for s in a.strides)
-    if (H == 1 or s2 == 1) and (B == 1 or s1 == H) and s0 >= 0:
-        return s0
-    return None
-
-
 def _gates_in(a, op, arg):
     """(array, gate stride) of a float32 gate input; copied when its blocks are strided."""
     _cuda_common._f32_view(a, op, arg, _NOT_CUPY, _NOT_F32)
-    stride = _blocks_contiguous(a)
+    stride = gate_stride(a)
     if stride is None:
         a = cp.ascontiguousarray(a)
-        stride = a.shape[1] * a.shape[2]
+        stride = a[0].size
     return a, stride
 
 
 def _gates_out(a, op, arg):
     """The gate stride of an output gate array, which must be float32 with contiguous blocks."""
     _cuda_common._f32_view(a, op, arg, _NOT_CUPY, _NOT_F32)
-    stride = _blocks_contiguous(a)
+    stride = gate_stride(a)
     if stride is None:
-        raise ValueError(f"{op}: {arg} {tuple(a.shape)} is written in place and needs contiguous (B, H) "
-                         f"blocks, got strides {a.strides}")
+        raise ValueError(f"{op}: {arg} {tuple(a.shape)} is written in place and needs each gate's block "
+                         f"contiguous, got strides {a.strides}")
     return stride
 
 
@@ -82,18 +73,29 @@ def _parts(dh_parts, op):
     return parts, parts.shape[0], stride
 
 
-def lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev):
-    op = "lstm_cell_backward"
-    check_cell(op, 4, (acts, dgates), (gh, dc, c_prev, tanh_c, dc_prev), dh_parts)
-    gh, dc = _state_in(gh, op, "gh"), _state_in(dc, op, "dc")
-    parts, n_parts, ps = _parts(dh_parts, op)
+def lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh):
+    op = "lstm_cell_factors"
+    check_cell(op, 4, (acts, fac), (c_prev, tanh_c, dc_dh))
     acts, as_ = _gates_in(acts, op, "acts")
     c_prev, tanh_c = _state_in(c_prev, op, "c_prev"), _state_in(tanh_c, op, "tanh_c")
+    fs = _gates_out(fac, op, "fac")
+    _state_out(dc_dh, op, "dc_dh")
+    _kernels().lstm_cell_factors(acts.data.ptr, as_, c_prev.data.ptr, tanh_c.data.ptr, fac.data.ptr, fs,
+                                 dc_dh.data.ptr, dc_dh.size, _stream())
+
+
+def lstm_cell_backward(gh, dh_parts, dc, f, fac, dc_dh, dgates, dc_prev):
+    op = "lstm_cell_backward"
+    check_cell(op, 4, (fac, dgates), (gh, dc, f, dc_dh, dc_prev), dh_parts)
+    gh, dc, f = _state_in(gh, op, "gh"), _state_in(dc, op, "dc"), _state_in(f, op, "f")
+    parts, n_parts, ps = _parts(dh_parts, op)
+    fac, fs = _gates_in(fac, op, "fac")
+    dc_dh = _state_in(dc_dh, op, "dc_dh")
     ds = _gates_out(dgates, op, "dgates")
     _state_out(dc_prev, op, "dc_prev")
-    _kernels().lstm_cell_backward(gh.data.ptr, parts.data.ptr, n_parts, ps, dc.data.ptr, acts.data.ptr, as_,
-                                  c_prev.data.ptr, tanh_c.data.ptr, dgates.data.ptr, ds, dc_prev.data.ptr,
-                                  dc_prev.size, _stream())
+    _kernels().lstm_cell_backward(gh.data.ptr, parts.data.ptr, n_parts, ps, dc.data.ptr, f.data.ptr, fac.data.ptr,
+                                  fs, dc_dh.data.ptr, dgates.data.ptr, ds, dc_prev.data.ptr, dc_prev.size,
+                                  _stream())
 
 
 def gru_cell(xg, hg, b_hh, h_prev, acts, hn, h):

@@ -403,4 +403,5 @@ def scatter_add(shape, index, values):
     return out
 
 
-from ._cuda_rnn import gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward  # noqa: E402,F401
+from ._cuda_rnn import (  # noqa: E402,F401  (the recurrent cells)
+    gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward, lstm_cell_factors)

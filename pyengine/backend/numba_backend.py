@@ -32,6 +32,7 @@ from ._numba_kernels import pool as _pool
 from ._numba_kernels import rnn as _rnn
 from ._numba_kernels import softmax as _sm
 from ._rnn_checks import check_cell as _check_cell
+from ._rnn_checks import gate_stride as _gate_stride
 from .numpy_backend import (
     _LINEAR_ACTIVATIONS,
     _check_avg_pool_grad,
@@ -645,12 +646,32 @@ def lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h):
                  [(acts, "acts"), (c, "c"), (tanh_c, "tanh_c"), (h, "h")])
 
 
-def lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev):
+def _flat_gates(a, op, arg):
+    """A (G, *S) array as (G, n), a view: each gate's block must be contiguous."""
+    if _gate_stride(a) is None:
+        raise ValueError(f"{op}: {arg} {tuple(a.shape)} needs each gate's block contiguous, got strides "
+                         f"{a.strides}")
+    return a.reshape(a.shape[0], -1)
+
+
+def lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh):
+    op = "lstm_cell_factors"
+    _check_cell(op, 4, (acts, fac), (c_prev, tanh_c, dc_dh))
+    flat = [_flat_gates(acts, op, "acts"), _flat_gates(fac, op, "fac")]
+    states = [xp.ascontiguousarray(a).reshape(-1) for a in (c_prev, tanh_c)]
+    _f32(dc_dh, op, "dc_dh", False)
+    if not dc_dh.flags.c_contiguous:
+        raise ValueError(f"{op}: dc_dh {tuple(dc_dh.shape)} is written in place and must be contiguous")
+    _cell_launch(_rnn.lstm_factors, op, dc_dh.size,
+                 [(flat[0], "acts"), (states[0], "c_prev"), (states[1], "tanh_c")],
+                 [(flat[1], "fac"), (dc_dh.reshape(-1), "dc_dh")])
+
+
+def lstm_cell_backward(gh, dh_parts, dc, f, fac, dc_dh, dgates, dc_prev):
     op = "lstm_cell_backward"
-    _check_cell(op, 4, (acts, dgates), (gh, dc, c_prev, tanh_c, dc_prev), dh_parts)
+    _check_cell(op, 4, (fac, dgates), (gh, dc, f, dc_dh, dc_prev), dh_parts)
     _cell_launch(_rnn.lstm_backward, op, gh.size,
-                 [(gh, "gh"), (dh_parts, "dh_parts"), (dc, "dc"), (acts, "acts"), (c_prev, "c_prev"),
-                  (tanh_c, "tanh_c")],
+                 [(gh, "gh"), (dh_parts, "dh_parts"), (dc, "dc"), (f, "f"), (fac, "fac"), (dc_dh, "dc_dh")],
                  [(dgates, "dgates"), (dc_prev, "dc_prev")])
 
 

@@ -875,37 +875,38 @@ def lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h):
     np.multiply(o, tanh_c, out=h)
 
 
-def lstm_cell_backward(gh, dh_parts, dc, acts, c_prev, tanh_c, dgates, dc_prev):
-    _check_cell("lstm_cell_backward", 4, (acts, dgates), (gh, dc, c_prev, tanh_c, dc_prev),
-                     dh_parts)
+def lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh):
+    _check_cell("lstm_cell_factors", 4, (acts, fac), (c_prev, tanh_c, dc_dh))
     i, f, g, o = acts
-    di, df, dg, do = dgates
-    dh = dg  # dg's block holds dh until dg is computed
+    fi, ff, fg, fo = fac
+    np.subtract(1, i, out=fi)  # g * i * (1 - i)
+    fi *= i
+    fi *= g
+    np.subtract(1, f, out=ff)  # c_{t-1} * f * (1 - f)
+    ff *= f
+    ff *= c_prev
+    np.multiply(g, g, out=fg)  # i * (1 - g^2)
+    np.subtract(1, fg, out=fg)
+    fg *= i
+    np.subtract(1, o, out=fo)  # tanh(c) * o * (1 - o)
+    fo *= o
+    fo *= tanh_c
+    np.multiply(tanh_c, tanh_c, out=dc_dh)  # o * (1 - tanh(c)^2)
+    np.subtract(1, dc_dh, out=dc_dh)
+    dc_dh *= o
+
+
+def lstm_cell_backward(gh, dh_parts, dc, f, fac, dc_dh, dgates, dc_prev):
+    _check_cell("lstm_cell_backward", 4, (fac, dgates), (gh, dc, f, dc_dh, dc_prev), dh_parts)
+    dh = dc_prev  # dc_prev's block holds dh, then dc_t, then its own value
     np.add(gh, dh_parts[0], out=dh)
     for part in dh_parts[1:]:
         dh += part
-    np.multiply(tanh_c, tanh_c, out=di)  # di's block: dh * o * (1 - tanh(c)^2), c's share
-    np.subtract(1, di, out=di)
-    di *= o
-    di *= dh
-    np.subtract(1, o, out=do)  # dh * tanh(c) * o * (1 - o)
-    do *= o
-    do *= tanh_c
-    do *= dh
-    dct = dc_prev  # dc_prev's block holds dc_t (total) until the last line
-    np.add(dc, di, out=dct)
-    np.multiply(g, g, out=dg)  # dc_t * i * (1 - g^2)
-    np.subtract(1, dg, out=dg)
-    dg *= i
-    dg *= dct
-    np.subtract(1, i, out=di)  # dc_t * g * i * (1 - i)
-    di *= i
-    di *= g
-    di *= dct
-    np.subtract(1, f, out=df)  # dc_t * c_{t-1} * f * (1 - f)
-    df *= f
-    df *= c_prev
-    df *= dct
+    np.multiply(fac[3], dh, out=dgates[3])
+    dh *= dc_dh
+    dct = dh
+    dct += dc
+    np.multiply(fac[:3], dct, out=dgates[:3])
     dct *= f
 
 

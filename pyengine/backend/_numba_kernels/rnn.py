@@ -1,5 +1,6 @@
 """Recurrent cells: one LSTM or GRU time step's pointwise part, forward and backward, one
-thread per (b, j) element handling every gate (grid-stride), the formulas of kernels/rnn.cu.
+thread per (b, j) element handling every gate (grid-stride), the formulas of kernels/rnn.cu;
+and the LSTM backward's factors over every step at once.
 
 Gate arrays are (G, B, H) and states (B, H), any strides (Numba indexes through them, so a
 step's slice of a (G, T, B, H) buffer goes in without a copy). Outputs may be the inputs
@@ -14,6 +15,8 @@ from . import device_function, kernel
 
 _G3 = "float32[:, :, :]"
 _S2 = "float32[:, :]"
+_G1 = "float32[:, :]"  # (G, n): each gate's elements flattened
+_S1 = "float32[:]"
 
 
 @device_function("float32(float32)")
@@ -45,29 +48,44 @@ def lstm_forward(xg, hg, c_prev, acts, c, tanh_c, h):
         e += cuda.gridsize(1)
 
 
-@kernel(f"void({_S2}, {_G3}, {_S2}, {_G3}, {_S2}, {_S2}, {_G3}, {_S2})")
-def lstm_backward(gh, parts, dc, acts, c_prev, tanh_c, dg, dc_prev):
+@kernel(f"void({_G1}, {_S1}, {_S1}, {_G1}, {_S1})")
+def lstm_factors(acts, c_prev, tanh_c, fac, dc_dh):
+    """Over n elements of any number of steps (the caller flattens each gate's block)."""
+    n = c_prev.shape[0]
+    e = cuda.grid(1)
+    one = float32(1)
+    while e < n:
+        ig = acts[0, e]
+        fg = acts[1, e]
+        gg = acts[2, e]
+        og = acts[3, e]
+        tc = tanh_c[e]
+        fac[0, e] = gg * ig * (one - ig)
+        fac[1, e] = c_prev[e] * fg * (one - fg)
+        fac[2, e] = ig * (one - gg * gg)
+        fac[3, e] = tc * og * (one - og)
+        dc_dh[e] = og * (one - tc * tc)
+        e += cuda.gridsize(1)
+
+
+@kernel(f"void({_S2}, {_G3}, {_S2}, {_S2}, {_G3}, {_S2}, {_G3}, {_S2})")
+def lstm_backward(gh, parts, dc, f, fac, dc_dh, dg, dc_prev):
     H = gh.shape[1]
     n = gh.shape[0] * H
     e = cuda.grid(1)
-    one = float32(1)
     while e < n:
         b = e // H
         j = e - b * H
         dh = gh[b, j]
         for p in range(parts.shape[0]):
             dh += parts[p, b, j]
-        ig = acts[0, b, j]
-        fg = acts[1, b, j]
-        gg = acts[2, b, j]
-        og = acts[3, b, j]
-        tc = tanh_c[b, j]
-        dct = dc[b, j] + dh * og * (one - tc * tc)
-        dg[0, b, j] = dct * gg * ig * (one - ig)
-        dg[1, b, j] = dct * c_prev[b, j] * fg * (one - fg)
-        dg[2, b, j] = dct * ig * (one - gg * gg)
-        dg[3, b, j] = dh * tc * og * (one - og)
-        dc_prev[b, j] = dct * fg
+        dct = dc[b, j] + dh * dc_dh[b, j]
+        fo = fac[3, b, j]
+        dg[0, b, j] = fac[0, b, j] * dct
+        dg[1, b, j] = fac[1, b, j] * dct
+        dg[2, b, j] = fac[2, b, j] * dct
+        dg[3, b, j] = fo * dh
+        dc_prev[b, j] = dct * f[b, j]
         e += cuda.gridsize(1)
 
 

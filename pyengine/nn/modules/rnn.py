@@ -197,26 +197,35 @@ class _LSTMRecurrence(Function):
         b, xp = ctx.backend, ctx.backend.xp
         acts, hs, cs, tanh_cs, h0, c0, w_hh, x, w_ih = ctx.saved_tensors
         _, T, B, H = acts.shape
-        # With the input projection done here, dpre does not leave this call.
+        first, rest, prev = _step_bounds(T, ctx.reverse)
+        # The factors that turn (dc_t, dc_t, dc_t, dh_t) into the gate gradients depend on
+        # the forward pass only, so one lstm_cell_factors call computes them for all steps
+        # (two: the first step starts from c0), in dpre, which each step then scales in
+        # place. With the input projection done here, dpre does not leave this call.
         dpre = (xp.empty(acts.shape, acts.dtype) if w_ih is None
                 else _scratch(xp, "dpre", acts.shape, acts.dtype))
+        dc_dh = _scratch(xp, "dc_dh", tanh_cs.shape, acts.dtype)
+        if T > 1:
+            b.lstm_cell_factors(acts[:, rest], cs[prev], tanh_cs[rest], dpre[:, rest], dc_dh[rest])
+        b.lstm_cell_factors(acts[:, first], c0, tanh_cs[first], dpre[:, first], dc_dh[first])
         w4 = _by_gate(w_hh, H)  # dh_{t-1} = sum over gates k of d_k @ w4[k]
-        first = _step_bounds(T, ctx.reverse)[0]
-        step = 1 if ctx.reverse else -1  # from t to the step before it in time
-        dc_buf = xp.empty((B, H), dtype=acts.dtype)
+        dc_bufs = (xp.empty((B, H), dtype=acts.dtype), xp.empty((B, H), dtype=acts.dtype))
         parts, dc = gh_n[None], gc_n
-        for t in _time_order(T, not ctx.reverse):
-            d = dpre[:, t]
-            c_prev = c0 if t == first else cs[t + step]
-            b.lstm_cell_backward(gout[t], parts, dc, acts[:, t], c_prev, tanh_cs[t], d, dc_buf)
-            parts, dc = b.matmul(d, w4), dc_buf
-        dh = parts.sum(axis=0)
         needs = ctx.needs_input_grad
+        for n, t in enumerate(_time_order(T, not ctx.reverse)):
+            d = dpre[:, t]
+            dc_prev = dc_bufs[n % 2]
+            b.lstm_cell_backward(gout[t], parts, dc, acts[1, t], d, dc_dh[t], d, dc_prev)
+            dc = dc_prev
+            if t != first or needs[1]:  # the last product only feeds h0's gradient
+                parts = b.matmul(d, w4)
+        dh = parts.sum(axis=0) if needs[1] else None
         gw = _gate_weight_grad(b, dpre, hs, h0, ctx.reverse) if needs[3] else None
         gb = None
         if (needs[4] and ctx.has_bias) or (w_ih is not None and needs[7]):
             gb = dpre.sum(axis=(1, 2)).reshape(4 * H)  # also b_ih's gradient
         gx, gw_ih = _input_grads(b, dpre, x, w_ih, needs[0], w_ih is not None and needs[6])
+        dc = dc if needs[2] else None
         if w_ih is None:
             return gx, dh, dc, gw, gb if ctx.has_bias else None, None, None, None
         return (gx, dh, dc, gw, gb if ctx.has_bias else None, None, gw_ih,
