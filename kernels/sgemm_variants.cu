@@ -20,7 +20,7 @@
 //   1: 128x128x8,  8x8,  3, 1     2: 128x128x16, 8x8,  3, 1     3: 128x128x16, 8x8, 4, 1
 //   4: 128x256x8,  8x16, 3, 1     5: 128x128x8,  8x8,  4, 1     6: 128x64x16,  8x4, 3, 2
 //   7: 128x128x8,  8x8,  3, 2, k loop not unrolled   8: 128x128x16, 8x8, 3, 2, not unrolled
-//   9: 128x128x8,  8x8,  3, 1, not unrolled
+//   9: 128x128x8,  8x8,  3, 1, not unrolled             10: 128x128x32, 8x8, 3, 1, not unrolled
 // ptxas (sm_90): 1 and 5 about 210 registers, 2-4 230-255 (1 block per SM), 9 168; 7 and 8 fit
 // 128 registers (2 blocks per SM) with a 32-byte spill; unrolled, the 2-block bound spilled 880 bytes.
 // Measured: not yet measured on a GPU.
@@ -211,7 +211,7 @@ const std::vector<std::string>& names() {
       "v2 register prefetch (default)", "async 128x128x8 8x8 s3",  "async 128x128x16 8x8 s3",
       "async 128x128x16 8x8 s4",        "async 128x256x8 8x16 s3", "async 128x128x8 8x8 s4",
       "async 128x64x16 8x4 s3 2blk",    "async 128x128x8 8x8 s3 2blk u1", "async 128x128x16 8x8 s3 2blk u1",
-      "async 128x128x8 8x8 s3 u1"};
+      "async 128x128x8 8x8 s3 u1",      "async 128x128x32 8x8 s3 u1"};
   return n;
 }
 
@@ -234,6 +234,7 @@ template <> struct Variant<6> { using type = GemmCfg<128, 64, 16, 8, 4, 3, 2>; }
 template <> struct Variant<7> { using type = GemmCfg<128, 128, 8, 8, 8, 3, 2, 1>; };
 template <> struct Variant<8> { using type = GemmCfg<128, 128, 16, 8, 8, 3, 2, 1>; };
 template <> struct Variant<9> { using type = GemmCfg<128, 128, 8, 8, 8, 3, 1, 1>; };
+template <> struct Variant<10> { using type = GemmCfg<128, 128, 32, 8, 8, 3, 1, 1>; };
 
 template <bool B_K, class Epi>
 void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, const Mat& b, const Epi& e, bool vec,
@@ -247,7 +248,8 @@ void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, c
     case 6: return launch<Variant<6>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
     case 7: return launch<Variant<7>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
     case 8: return launch<Variant<8>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
-    default: return launch<Variant<9>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    case 9: return launch<Variant<9>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
+    default: return launch<Variant<10>::type, B_K>(batch, m, n, k, a, b, e, vec, st);
   }
 }
 
