@@ -6,13 +6,16 @@
 //   v2: mma.sync.m16n8k8 in 128 x 128 x 16 block tiles, 8 warps of 64 x 32, operands prefetched
 //       one tile ahead into registers (matmul_tile's strided loader), rounded to TF32 on the way
 //       into padded k-contiguous shared tiles, fragments through ldmatrix.x4. Below.
-//   v3: matmul_tf32_mma.cuh: cp.async multi-stage (3-4) pipeline straight into swizzled shared
+//   v3: matmul_tf32_mma.cuh: cp.async 3-stage pipeline straight into swizzled shared
 //       tiles that keep each operand's global layout (16-byte copies for NN, NT, TN and TT),
 //       BK = 32, fragments by ldmatrix.x4 (k-contiguous tiles) or 16-byte LDS (row-contiguous
 //       ones), warp tiles 64 x 64 / 64 x 32 / 32 x 64, grouped block order for L2 reuse,
 //       block tiles "128x256" (8 warps of 64 x 64), "128x128" (8 of 64 x 32), "64x128" (4 of
 //       32 x 64; also with 4-byte copies for unaligned operands), the default ("auto") taking
-//       the biggest that gives every SM a block. "128x256rz" truncates instead of rounding.
+//       the biggest that gives every SM a block. Ranking only: "128x256rz" truncates instead
+//       of rounding, "128x256s4" has 4 stages (192 KiB of shared memory: H100, not A100).
+//       Registers (sm_90, ptxas): 128x256 216-254, 128x128 176-237, 64x128 174-255; no spills
+//       but 32 bytes in 128x256's x @ w.T instances (two 8-byte reloads per k tile).
 // Not yet: wgmma (sm_90a), TMA.
 //
 // Measured (CUDA events, median; ratio to cuBLAS with TF32 on):
@@ -191,11 +194,14 @@ long long tiles(const Problem& p, int bm, int bn) {
   return (long long)ceil_div(p.m, bm) * ceil_div(p.n, bn) * p.batch;
 }
 
+// Which fused activations a tile is built with: all, none and relu (the 128 x 256 tile spills
+// registers computing GELU), or none (tiles that only the benchmark ranks).
+enum Acts { ALL_ACTS, NO_GELU, NO_ACT };
+
 // Calls f(a_k, b_k, epi) (a_k, b_k as std::integral_constant<bool, ...>) for the problem's
 // layout and epilogue. Fused activations are built for linear()'s layout only (A row-major, B
-// column-major), as in matmul.cu, which keeps the number of kernel instances down; GELU: the
-// GELU epilogues too (the 128 x 256 tile spills registers computing them, so it has none).
-template <bool GELU = true, class F>
+// column-major), as in matmul.cu, which keeps the number of kernel instances down.
+template <Acts ACTS = ALL_ACTS, class F>
 void dispatch(const Problem& p, bool cvec, F&& f) {
   using T = std::true_type;
   using N = std::false_type;
@@ -207,11 +213,14 @@ void dispatch(const Problem& p, bool cvec, F&& f) {
     };
     if (p.act == ACT_NONE) {
       run(std::integral_constant<int, ACT_NONE>());
+    } else if constexpr (ACTS == NO_ACT) {
+      throw std::invalid_argument("matmul (tf32): this tile has no fused activation ('auto' has)");
     } else if (p.act == ACT_RELU) {
       run(std::integral_constant<int, ACT_RELU>());
+    } else if constexpr (ACTS == NO_GELU) {
+      throw std::invalid_argument("matmul (tf32): this tile has no fused GELU epilogue ('auto' has)");
     } else {
-      if constexpr (GELU) with_epilogue_act(p.act, run);
-      else throw std::invalid_argument("matmul (tf32): this tile has no fused GELU epilogue ('auto' has)");
+      with_epilogue_act(p.act, run);
     }
     return;
   }
@@ -265,7 +274,7 @@ void launch_v3_kernel(const Problem& p, const Epi& epi) {
 
 // One v3 block tile; VEC: instances with 16-byte copies (operands_vec(p) must hold), else
 // 4-byte copies (built only for the tile the default uses on unaligned operands).
-template <class Cfg, bool VEC, bool GELU = true>
+template <class Cfg, bool VEC, Acts ACTS = ALL_ACTS>
 void launch_v3(const Problem& p) {
   if (Cfg::SMEM_BYTES > max_smem_optin())
     throw std::invalid_argument("matmul (tf32): the " + std::to_string(Cfg::BM) + "x" + std::to_string(Cfg::BN) +
@@ -276,7 +285,7 @@ void launch_v3(const Problem& p) {
     throw std::invalid_argument("matmul (tf32): this variant needs 16-byte aligned operands with leading and "
                                 "batch strides that are multiples of 4 ('auto' takes any)");
   const bool cvec = p.c % 16 == 0 && p.n % 4 == 0;
-  dispatch<GELU>(p, cvec, [&](auto a_k, auto b_k, const auto& epi) {
+  dispatch<ACTS>(p, cvec, [&](auto a_k, auto b_k, const auto& epi) {
     launch_v3_kernel<Cfg, decltype(a_k)::value, decltype(b_k)::value, VEC>(p, epi);
   });
 }
@@ -284,6 +293,7 @@ void launch_v3(const Problem& p) {
 //                        BM   BN  WM  WN  STAGES  blocks/SM (launch bounds)
 using T128x256 = tf32mma::Config<128, 256, 64, 64, 3, 1>;
 using T128x256rz = tf32mma::Config<128, 256, 64, 64, 3, 1, false>;
+using T128x256s4 = tf32mma::Config<128, 256, 64, 64, 4, 1>;
 using T128x128 = tf32mma::Config<128, 128, 64, 32, 3, 1>;
 using T64x128 = tf32mma::Config<64, 128, 32, 64, 3, 2>;
 
@@ -297,7 +307,7 @@ const char* launch_auto(const Problem& p) {
   const long long sms = tile::sm_count();
   const bool gelu = p.act != ACT_NONE && p.act != ACT_RELU;
   if (!gelu && tiles(p, 128, 256) >= sms) {
-    launch_v3<T128x256, true, false>(p);
+    launch_v3<T128x256, true, NO_GELU>(p);
     return "128x256";
   }
   if (tiles(p, 128, 128) >= sms) {
@@ -315,8 +325,9 @@ struct Variant {
 
 const Variant kVariants[] = {
     {"v2", launch_v2},
-    {"128x256", launch_v3<T128x256, true, false>},
-    {"128x256rz", launch_v3<T128x256rz, true, false>},
+    {"128x256", launch_v3<T128x256, true, NO_GELU>},
+    {"128x256rz", launch_v3<T128x256rz, true, NO_ACT>},
+    {"128x256s4", launch_v3<T128x256s4, true, NO_ACT>},
     {"128x128", launch_v3<T128x128, true>},
     {"64x128", launch_v3<T64x128, true>},
     {"64x128-4byte", launch_v3<T64x128, false>},

@@ -77,9 +77,14 @@ def run(variant, batch, a, b, m, n, k, bias=None, act="none", act_param=0.0):
     C = _C()
     out = cp.full((batch, m, n), np.nan, dtype=cp.float32)
     (_, pa, sa, _), (_, pb, sb, _) = a, b
-    C.matmul_tf32_variant(variant, batch, m, n, k, pa, sa, pb, sb, out.data.ptr,
-                          0 if bias is None else bias.data.ptr, int(getattr(C.Act, act)), act_param,
-                          cp.cuda.get_current_stream().ptr)
+    try:
+        C.matmul_tf32_variant(variant, batch, m, n, k, pa, sa, pb, sb, out.data.ptr,
+                              0 if bias is None else bias.data.ptr, int(getattr(C.Act, act)), act_param,
+                              cp.cuda.get_current_stream().ptr)
+    except ValueError as exc:
+        if "bytes of shared memory per block" in str(exc):
+            pytest.skip(f"{variant} does not fit this device: {exc}")
+        raise
     cp.cuda.get_current_stream().synchronize()
     return cp.asnumpy(out).astype(np.float64)
 
@@ -102,11 +107,13 @@ def _variants():
     try:
         return list(_C().matmul_tf32_variants())
     except Exception:  # no extension here: the gpu tests skip anyway
-        return ["auto", "v2", "128x256", "128x256rz", "128x128", "64x128", "64x128-4byte"]
+        return ["auto", "v2", "128x256", "128x256rz", "128x256s4", "128x128", "64x128", "64x128-4byte"]
 
 
 VARIANTS = _variants()
-VEC_ONLY = {"128x256", "128x256rz", "128x128", "64x128"}  # 16-byte copies only
+VEC_ONLY = {"128x256", "128x256rz", "128x256s4", "128x128", "64x128"}  # 16-byte copies only
+NO_ACT = {"128x256rz", "128x256s4"}  # built for the benchmark's ranking: no fused activation
+NO_GELU = {"128x256"}
 
 
 @pytest.mark.gpu
@@ -185,8 +192,8 @@ def test_bias_and_activation_epilogue(rng, variant, act):
     x = strided(rng, 1, m, k, False)
     w = strided(rng, 1, k, n, True)
     bias = rng.standard_normal(n).astype(np.float32)
-    if variant.startswith("128x256") and act.startswith("gelu"):
-        with pytest.raises(ValueError, match="GELU"):
+    if (variant in NO_GELU and act.startswith("gelu")) or (variant in NO_ACT and act != "none"):
+        with pytest.raises(ValueError, match="no fused"):
             run(variant, 1, x, w, m, n, k, cp.asarray(bias), act)
         return
     got = run(variant, 1, x, w, m, n, k, cp.asarray(bias), act)
