@@ -14,12 +14,14 @@ and backward from the same weights are checked against the CPU in float64; `max 
 largest |got - ref| / max |ref| over them. GPU steps are timed with CUDA events around one step,
 CPU steps with perf_counter; medians after a warm-up. The Numba provider compiles its kernels
 at the first call (minutes of NVRTC on a fresh machine at worst), so it runs last and is
-skipped once the time budget is spent. The Markdown table is printed last.
+skipped once the time budget is spent. The Markdown table is printed last, or when SIGTERM
+(device_variants.sh's per-script limit) stops the run early.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import time
@@ -102,14 +104,21 @@ def cpu_ms(step, reps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10)
-    parser.add_argument("--providers", default="cpu,native,numba")
-    parser.add_argument("--budget", type=float, default=27.0, help="seconds before Numba cases are skipped")
+    parser.add_argument("--providers", default="native,cpu,numba")
+    parser.add_argument("--budget", type=float, default=12.0, help="seconds before Numba cases are skipped")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
     if args.providers != "cpu":
         print(f"device: {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}, CuPy {cp.__version__}")
     rng = np.random.default_rng(0)
     rows = []
+
+    def on_term(signum, _frame):  # device_variants.sh's per-script timeout: show what was measured
+        print(f"stopped by signal {signum} after {time.perf_counter() - t_start:.0f}s")
+        _table(rows)
+        sys.exit(124)
+
+    signal.signal(signal.SIGTERM, on_term)
     for provider in args.providers.split(","):
         for cell in ("lstm", "gru"):
             for size_name, size in SIZES.items():
@@ -135,6 +144,10 @@ def main(argv=None):
                 rows.append((label, provider, ms, err))
                 print(f"{provider:<6} {label}: {ms:.2f} ms/step, max err {err:.1e}", flush=True)
     set_cuda_kernels("native")
+    _table(rows)
+
+
+def _table(rows):
     cpu = {label: ms for label, provider, ms, _ in rows if provider == "cpu"}
     print("\n| case | provider | ms/step | NumPy CPU ms / this | max err |")
     print("|---|---|---:|---:|---:|")
@@ -142,7 +155,7 @@ def main(argv=None):
         if ms is None:
             print(f"| {label} | {provider} | skipped | | |")
             continue
-        speed = f"{cpu[label] / ms:.2f}x" if ms else ""
+        speed = f"{cpu[label] / ms:.2f}x" if ms and label in cpu else ""
         print(f"| {label} | {provider} | {ms:.2f} | {speed} | {err:.1e} |")
 
 
