@@ -18,6 +18,8 @@
 //   3: 128 x 64, 16 x 16, 8 x 4        4: 64 x 128, 16 x 16, 4 x 8
 //   5: 128 x 64, 32 x 8,  4 x 8        6: 128 x 128, 16 x 16, 8 x 8
 //   7: 128 x 128, 32 x 16, 4 x 8 (as 3 at D = 128, where 512 threads spilled)
+//   8: 3 with k loops not unrolled, bound to 2 blocks per SM (D = 64: 128 registers, 96-byte spill)
+//   9: 2 with k loops not unrolled, bound to 3 blocks per SM (D = 64: 168 registers)
 // (D = 64: 1 uses 128 registers, two blocks per SM; a (256, 2) bound on 3 spilled.)
 // (a candidate whose shared memory exceeds the device's limit at a head dim runs as 1 there).
 // Measured: not yet measured on a GPU.
@@ -30,10 +32,13 @@
 namespace pyengine {
 namespace {
 
-template <int D_, int BR_, int BC_, int TX_, int THREADS_>
+template <int D_, int BR_, int BC_, int TX_, int THREADS_, int MINB_ = 1, int UNROLL_ = 2>
 struct FwdCfg {
   static constexpr int D = D_, BR = BR_, BC = BC_, TX = TX_;
   static constexpr int THREADS = THREADS_, TY = THREADS / TX;
+  // Blocks per SM asked of ptxas (D <= 64 only), and the unroll of the two tile products'
+  // k loops (1 keeps one step's fragments live: fewer registers).
+  static constexpr int MINB = D <= 64 ? MINB_ : 1, UNROLL = UNROLL_;
   static constexpr int RM = BR / TY, RN = BC / TX, CO = D / TX;
   static constexpr int RUN = CO < 4 ? CO : 4;  // adjacent output columns a thread owns
   static constexpr int LD = D + 4, LDP = BC + 4;
@@ -76,7 +81,7 @@ __device__ __forceinline__ float row_sum_of(float v) {
 }
 
 template <class C>
-__global__ void __launch_bounds__(C::THREADS, 1)
+__global__ void __launch_bounds__(C::THREADS, C::MINB)
     attn_fwd_var_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
                         const float* __restrict__ v, float* __restrict__ out, float* __restrict__ lse, bool qvec,
                         bool kvec, bool vvec) {
@@ -121,7 +126,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     for (int i = 0; i < RM; ++i)
 #pragma unroll
       for (int j = 0; j < RN; ++j) s[i][j] = 0.f;
-#pragma unroll 2
+#pragma unroll C::UNROLL
     for (int c = 0; c < D; c += 4) {
       float x[RM][4], y[RN][4];
 #pragma unroll
@@ -173,7 +178,7 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     if (n0 + BC < n_end) attn_async_tile<BC, D>(Ks, k, n0 + BC, a.s, a.e, kvec);
     cp_async_commit();
 
-#pragma unroll 2
+#pragma unroll C::UNROLL
     for (int n = 0; n < BC; n += 4) {
       float p[RM][4];
 #pragma unroll
@@ -236,7 +241,8 @@ const std::vector<std::string>& names() {
   static const std::vector<std::string> n = {
       "v2 64x64 sync loads", "async 64x64 256t 4x4",   "async 64x64 128t 8x4",
       "async 128x64 256t 8x4",         "async 64x128 256t 4x8",  "async 128x64 256t(tx8) 4x8",
-      "async 128x128 256t 8x8",        "async 128x128 512t 4x8"};
+      "async 128x128 256t 8x8",        "async 128x128 512t 4x8", "async 128x64 256t 8x4 u1 2blk",
+      "async 64x64 128t 8x4 u1 3blk"};
   return n;
 }
 
@@ -250,10 +256,12 @@ void launch_variant(int variant, const AttnShape& a, const AttnMask& mk, const f
     case 4: return launch<FwdCfg<D, 64, 128, 16, 256>>(a, mk, q, k, v, out, lse, st);
     case 5: return launch<FwdCfg<D, 128, 64, 8, 256>>(a, mk, q, k, v, out, lse, st);
     case 6: return launch<FwdCfg<D, 128, 128, 16, 256>>(a, mk, q, k, v, out, lse, st);
-    default:
+    case 7:
       // At D = 128 the 512-thread block (128 registers a thread) spilled: 3's tile instead.
       if constexpr (D == 128) return launch<FwdCfg<D, 128, 64, 16, 256>>(a, mk, q, k, v, out, lse, st);
       else return launch<FwdCfg<D, 128, 128, 16, 512>>(a, mk, q, k, v, out, lse, st);
+    case 8: return launch<FwdCfg<D, 128, 64, 16, 256, 2, 1>>(a, mk, q, k, v, out, lse, st);
+    default: return launch<FwdCfg<D, 64, 64, 16, 128, 3, 1>>(a, mk, q, k, v, out, lse, st);
   }
 }
 
