@@ -15,7 +15,10 @@ def check_cell(op, gates, gate_arrays, state_arrays, parts=None, carry=None, bia
     g0 = gate_arrays[0].shape
     state = g0[1:]
     ok = len(g0) >= 3 and g0[0] == gates
-    ok = ok and all(a.shape == g0 for a in gate_arrays) and all(s.shape == state for s in state_arrays)
+    for a in gate_arrays:
+        ok = ok and a.shape == g0
+    for a in state_arrays:
+        ok = ok and a.shape == state
     if parts is not None:
         ok = ok and parts.ndim == len(g0) and parts.shape[0] >= 1 and parts.shape[1:] == state
     if carry is not None:

@@ -108,22 +108,39 @@ def _by_gate(w, H):
 
 
 def _gate_major_projection(b, xp, x, H, w_ih, bias):
-    """The input part of every step's gate pre-activations, gate-major: (G, T, B, H).
+    """The input part of every step's gate pre-activations, gate-major: (G, T, B, H), and
+    the (T*B, in [+ 1]) matrix the projection read (None without w_ih), kept for backward.
+
     With w_ih given, x (T, B, in) is projected by one matmul batched over the gates (w_ih
-    viewed as (G, in, H), no copy); else x is the projection (T, B, G*H), copied gate-major.
-    ``bias`` (G*H,) or None is added either way."""
+    viewed as (G, in, H)). A bias rides in that matmul as one more input column of ones
+    whose weights are the bias: no separate pass over the (G, T, B, H) result, and its
+    gradient comes out of the weight-gradient matmul as that column's. Without w_ih, x is
+    the projection (T, B, G*H), copied gate-major with ``bias`` added."""
     T, B = x.shape[:2]
     if w_ih is None:
         x4 = x.reshape(T, B, -1, H).transpose(2, 0, 1, 3)
         if bias is None:
-            return xp.ascontiguousarray(x4)
+            return xp.ascontiguousarray(x4), None
         xg = xp.empty(x4.shape, dtype=x.dtype)
         xp.add(x4, _by_gate(bias, H)[:, None, None, :], out=xg)
-        return xg
-    xg = b.matmul(x.reshape(T * B, x.shape[2]), _by_gate(w_ih, H).transpose(0, 2, 1))
-    if bias is not None:
-        xg += _by_gate(bias, H)[:, None, :]
-    return xg.reshape(-1, T, B, H)
+        return xg, None
+    n_in = x.shape[2]
+    w = _by_gate(w_ih, H).transpose(0, 2, 1)  # (G, in, H), a view
+    if bias is None:
+        xs = x.reshape(T * B, n_in)
+    else:
+        xs = xp.empty((T * B, n_in + 1), dtype=x.dtype)
+        xs.reshape(T, B, n_in + 1)[:, :, :n_in] = x
+        xs[:, n_in] = 1
+        w_b = xp.empty((w.shape[0], n_in + 1, H), dtype=x.dtype)
+        w_b[:, :n_in] = w
+        w_b[:, n_in] = _by_gate(bias, H)
+        w = w_b
+    return b.matmul(xs, w).reshape(-1, T, B, H), xs
+
+
+def _zeros_if_none(xp, a, shape, dtype):
+    return xp.zeros(shape, dtype=dtype) if a is None else a
 
 
 def _step_bounds(T, reverse):
@@ -133,28 +150,39 @@ def _step_bounds(T, reverse):
     return 0, slice(1, T), slice(0, T - 1)
 
 
-def _gate_weight_grad(b, dg, hs, h0, reverse):
+def _gate_weight_grad(b, xp, dg, hs, h0, reverse):
     """Sum over steps of dg[:, t].T @ h_{t-1}, as (G*H, H): one matmul batched over the
-    gates for the steps that start from an output state, one for the step from h0."""
+    gates for the steps that start from an output state, one for the step from h0 (none
+    when h0 is None, the zero state)."""
     G, T, _, H = dg.shape
     first, rest, prev = _step_bounds(T, reverse)
-    gw = b.matmul(dg[:, first].transpose(0, 2, 1), h0)
+    gw = None if h0 is None else b.matmul(dg[:, first].transpose(0, 2, 1), h0)
     if T > 1:
         d_rest = dg[:, rest].reshape(G, -1, H).transpose(0, 2, 1)
-        gw = b.matmul(d_rest, hs[prev].reshape(-1, H)) + gw
+        gw_rest = b.matmul(d_rest, hs[prev].reshape(-1, H))
+        gw = gw_rest if gw is None else gw_rest + gw
+    if gw is None:
+        gw = xp.zeros((G, H, H), dtype=dg.dtype)
     return gw.reshape(G * H, H)
 
 
-def _input_grads(b, dg, x, w_ih, need_x, need_w):
-    """Gradients of the layer input and of w_ih from the gate-major pre-activation
-    gradients dg (G, T, B, H); with w_ih None, x was the (T, B, G*H) projection."""
+def _input_grads(b, dg, xs, w_ih, need_x, need_w):
+    """Gradients of the layer input, of w_ih and (when the projection carried it) of its
+    bias from the gate-major pre-activation gradients dg (G, T, B, H); xs is what
+    _gate_major_projection returned. Without w_ih, x was the (T, B, G*H) projection."""
     G, T, B, H = dg.shape
     if w_ih is None:
-        return dg.transpose(1, 2, 0, 3).reshape(T, B, G * H), None
+        return dg.transpose(1, 2, 0, 3).reshape(T, B, G * H), None, None
+    n_in = w_ih.shape[1]
     flat = dg.reshape(G, T * B, H)
-    gx = b.matmul(flat, _by_gate(w_ih, H)).sum(axis=0).reshape(T, B, -1) if need_x else None
-    gw = b.matmul(flat.transpose(0, 2, 1), x.reshape(T * B, -1)).reshape(G * H, -1) if need_w else None
-    return gx, gw
+    gx = b.matmul(flat, _by_gate(w_ih, H)).sum(axis=0).reshape(T, B, n_in) if need_x else None
+    gw = gb = None
+    if need_w:
+        g = b.matmul(flat.transpose(0, 2, 1), xs)  # (G, H, in [+ 1])
+        gw = g[:, :, :n_in].reshape(G * H, n_in)
+        if xs.shape[1] > n_in:
+            gb = g[:, :, n_in].reshape(G * H)
+    return gx, gw, gb
 
 
 class _LSTMRecurrence(Function):
@@ -179,23 +207,23 @@ class _LSTMRecurrence(Function):
             bias = b_hh  # b_hh added once, not per step
         else:
             bias = b_ih if b_hh is None else b_hh if b_ih is None else b_ih + b_hh
-        acts = _gate_major_projection(b, xp, x, H, w_ih, bias)  # becomes the activations
+        acts, xs = _gate_major_projection(b, xp, x, H, w_ih, bias)  # acts: becomes the activations
         w_t = _by_gate(w_hh, H).transpose(0, 2, 1)  # (4, H_in, H_out)
         hs, cs, tanh_cs = (xp.empty((T, B, H), dtype=x.dtype) for _ in range(3))
-        h, c = h0, c0
+        h, c = h0, _zeros_if_none(xp, c0, (B, H), x.dtype)  # h0 None: the first matmul is skipped
         for t in _time_order(T, reverse):
             a = acts[:, t]
-            b.lstm_cell(a, b.matmul(h, w_t), c, a, cs[t], tanh_cs[t], hs[t])
+            hg = xp.zeros((4, B, H), dtype=x.dtype) if h is None else b.matmul(h, w_t)
+            b.lstm_cell(a, hg, c, a, cs[t], tanh_cs[t], hs[t])
             h, c = hs[t], cs[t]
-        ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh, x if w_ih is not None else None,
-                              w_ih)
+        ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh, xs, w_ih)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
         return hs, h.copy(), c.copy()
 
     @staticmethod
     def backward(ctx, gout, gh_n, gc_n):
         b, xp = ctx.backend, ctx.backend.xp
-        acts, hs, cs, tanh_cs, h0, c0, w_hh, x, w_ih = ctx.saved_tensors
+        acts, hs, cs, tanh_cs, h0, c0, w_hh, xs, w_ih = ctx.saved_tensors
         _, T, B, H = acts.shape
         first, rest, prev = _step_bounds(T, ctx.reverse)
         # The factors that turn (dc_t, dc_t, dc_t, dh_t) into the gate gradients depend on
@@ -207,7 +235,8 @@ class _LSTMRecurrence(Function):
         dc_dh = _scratch(xp, "dc_dh", tanh_cs.shape, acts.dtype)
         if T > 1:
             b.lstm_cell_factors(acts[:, rest], cs[prev], tanh_cs[rest], dpre[:, rest], dc_dh[rest])
-        b.lstm_cell_factors(acts[:, first], c0, tanh_cs[first], dpre[:, first], dc_dh[first])
+        b.lstm_cell_factors(acts[:, first], _zeros_if_none(xp, c0, (B, H), acts.dtype), tanh_cs[first],
+                            dpre[:, first], dc_dh[first])
         w4 = _by_gate(w_hh, H)  # dh_{t-1} = sum over gates k of d_k @ w4[k]
         dc_bufs = (xp.empty((B, H), dtype=acts.dtype), xp.empty((B, H), dtype=acts.dtype))
         parts, dc = gh_n[None], gc_n
@@ -220,11 +249,10 @@ class _LSTMRecurrence(Function):
             if t != first or needs[1]:  # the last product only feeds h0's gradient
                 parts = b.matmul(d, w4)
         dh = parts.sum(axis=0) if needs[1] else None
-        gw = _gate_weight_grad(b, dpre, hs, h0, ctx.reverse) if needs[3] else None
-        gb = None
-        if (needs[4] and ctx.has_bias) or (w_ih is not None and needs[7]):
-            gb = dpre.sum(axis=(1, 2)).reshape(4 * H)  # also b_ih's gradient
-        gx, gw_ih = _input_grads(b, dpre, x, w_ih, needs[0], w_ih is not None and needs[6])
+        gw = _gate_weight_grad(b, xp, dpre, hs, h0, ctx.reverse) if needs[3] else None
+        gx, gw_ih, gb = _input_grads(b, dpre, xs, w_ih, needs[0], w_ih is not None and needs[6])
+        if gb is None and ((needs[4] and ctx.has_bias) or (w_ih is not None and needs[7])):
+            gb = dpre.sum(axis=(1, 2)).reshape(4 * H)  # b_ih's gradient is b_hh's
         dc = dc if needs[2] else None
         if w_ih is None:
             return gx, dh, dc, gw, gb if ctx.has_bias else None, None, None, None
@@ -246,22 +274,23 @@ class _GRURecurrence(Function):
         b, xp = ctx.backend, ctx.backend.xp
         T, B = x.shape[:2]
         H = w_hh.shape[0] // 3
-        acts = _gate_major_projection(b, xp, x, H, w_ih, b_ih)  # becomes r, z, n
+        acts, xs = _gate_major_projection(b, xp, x, H, w_ih, b_ih)  # acts: becomes r, z, n
         w_t = _by_gate(w_hh, H).transpose(0, 2, 1)
         hs, hns = xp.empty((T, B, H), dtype=x.dtype), xp.empty((T, B, H), dtype=x.dtype)
-        h = h0
+        h = h0  # None: the zero state, whose matmul is skipped
         for t in _time_order(T, reverse):
             a = acts[:, t]
-            b.gru_cell(a, b.matmul(h, w_t), b_hh, h, a, hns[t], hs[t])
+            hg = xp.zeros((3, B, H), dtype=x.dtype) if h is None else b.matmul(h, w_t)
+            b.gru_cell(a, hg, b_hh, _zeros_if_none(xp, h, (B, H), x.dtype), a, hns[t], hs[t])
             h = hs[t]
-        ctx.save_for_backward(acts, hns, hs, h0, w_hh, x if w_ih is not None else None, w_ih)
+        ctx.save_for_backward(acts, hns, hs, h0, w_hh, xs, w_ih)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
         return hs, h.copy()
 
     @staticmethod
     def backward(ctx, gout, gh_n):
         b, xp = ctx.backend, ctx.backend.xp
-        acts, hns, hs, h0, w_hh, x, w_ih = ctx.saved_tensors
+        acts, hns, hs, h0, w_hh, xs, w_ih = ctx.saved_tensors
         _, T, B, H = acts.shape
         dxg = xp.empty(acts.shape, dtype=acts.dtype)  # gradient of the input part
         dhg = xp.empty(acts.shape, dtype=acts.dtype)  # of the recurrent part (n: times r)
@@ -271,17 +300,18 @@ class _GRURecurrence(Function):
         carry = xp.empty((B, H), dtype=acts.dtype)  # dh_t * z_t, reaching h_{t-1} directly
         parts, dh_carry = gh_n[None], None
         for t in _time_order(T, not ctx.reverse):
-            h_prev = h0 if t == first else hs[t + step]
+            h_prev = _zeros_if_none(xp, h0, (B, H), acts.dtype) if t == first else hs[t + step]
             b.gru_cell_backward(gout[t], parts, dh_carry, acts[:, t], hns[t], h_prev, dxg[:, t],
                                 dhg[:, t], carry)
             parts, dh_carry = b.matmul(dhg[:, t], w3), carry
         dh = parts.sum(axis=0) + carry
         needs = ctx.needs_input_grad
-        gw = _gate_weight_grad(b, dhg, hs, h0, ctx.reverse) if needs[2] else None
+        gw = _gate_weight_grad(b, xp, dhg, hs, h0, ctx.reverse) if needs[2] else None
         gb = dhg.sum(axis=(1, 2)).reshape(3 * H) if needs[3] and ctx.has_bias else None
-        gx, gw_ih = _input_grads(b, dxg, x, w_ih, needs[0], w_ih is not None and needs[5])
-        gb_ih = dxg.sum(axis=(1, 2)).reshape(3 * H) if w_ih is not None and needs[6] else None
-        return gx, dh, gw, gb, None, gw_ih, gb_ih
+        gx, gw_ih, gb_ih = _input_grads(b, dxg, xs, w_ih, needs[0], w_ih is not None and needs[5])
+        if gb_ih is None and w_ih is not None and needs[6]:
+            gb_ih = dxg.sum(axis=(1, 2)).reshape(3 * H)
+        return gx, dh, gw, gb, None, gw_ih, gb_ih if needs[6] else None
 
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -289,14 +319,18 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 def _run_recurrence(mode, xproj, hx, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
     """Run one layer-direction; returns (output (T, B, H), h_n, c_n or None). With w_ih
-    given, xproj is the layer's input x and the input projection is part of the run."""
+    given, xproj is the layer's input x and the input projection is part of the run. hx
+    None is the zero state (LSTM and GRU then skip the first step's recurrent matmul)."""
     if mode == "LSTM":
-        return _LSTMRecurrence.apply(xproj, hx[0], hx[1], w_hh, b_hh, reverse, w_ih, b_ih)
+        h0, c0 = (None, None) if hx is None else hx
+        return _LSTMRecurrence.apply(xproj, h0, c0, w_hh, b_hh, reverse, w_ih, b_ih)
     if mode == "GRU":
         out, h = _GRURecurrence.apply(xproj, hx, w_hh, b_hh, reverse, w_ih, b_ih)
         return out, h, None
     if w_ih is not None:
         xproj = F.linear(xproj, w_ih, b_ih)
+    if hx is None:
+        hx = pe.zeros(xproj.shape[1], w_hh.shape[1], dtype=xproj.dtype, device=xproj.device)
     act = "tanh" if mode == "RNN_TANH" else "relu"
     out, h = _SimpleRecurrence.apply(xproj, hx, w_hh, b_hh, act, reverse)
     return out, h, None
@@ -385,13 +419,13 @@ class RNNBase(Module):
                                f"weights, got type {input.dtype} (input shape {tuple(input.shape)})")
 
     def _initial_state(self, hx, batch, input, batched):
-        """hx as PyTorch takes it, checked and returned in the batched (L*D, B, H) form."""
+        """hx as PyTorch takes it, checked and returned in the batched (L*D, B, H) form; None
+        (the zero state) stays None."""
         shape = (self.num_layers * self._directions, batch, self.hidden_size)
         given = shape if batched else (shape[0], shape[2])
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("hx",)
         if hx is None:
-            zeros = pe.zeros(*shape, dtype=input.dtype, device=input.device)
-            return (zeros, zeros) if self.mode == "LSTM" else zeros
+            return None
         states = hx if self.mode == "LSTM" else (hx,)
         if self.mode == "LSTM" and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
@@ -415,7 +449,7 @@ class RNNBase(Module):
             for direction, suffix in enumerate(self._suffixes):
                 k = layer * self._directions + direction
                 w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, suffix)
-                hk = (state[0][k], state[1][k]) if is_lstm else state[k]
+                hk = None if state is None else (state[0][k], state[1][k]) if is_lstm else state[k]
                 out, h, c = _run_recurrence(self.mode, x, hk, w_hh, b_hh, direction == 1,
                                             w_ih, b_ih)
                 outs.append(out)
