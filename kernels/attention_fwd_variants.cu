@@ -20,7 +20,9 @@
 //   7: 128 x 128, 32 x 16, 4 x 8 (as 3 at D = 128, where 512 threads spilled)
 //   8: 3 with k loops not unrolled, bound to 2 blocks per SM (D = 64: 128 registers, 96-byte spill)
 //   9: 2 with k loops not unrolled, bound to 3 blocks per SM (D = 64: 168 registers)
-// (D = 64: 1 uses 128 registers, two blocks per SM; a (256, 2) bound on 3 spilled.)
+// ptxas registers per thread at D = 64, sm_90 / sm_80 (no spills unless said): 1: 128 / 128,
+// 2: 202 / 204, 3: 175 / 204, 4: 142 / 143, 5: 156 / 158, 6: 234 / 236, 7: 127 / 128,
+// 8: 128 + 96-byte spill / 128 + 120-byte spill, 9: 168 / 158. At D = 128 7 spilled (see case 7).
 // (a candidate whose shared memory exceeds the device's limit at a head dim runs as 1 there).
 // Measured: not yet measured on a GPU.
 #include "attention_tile.cuh"

@@ -21,8 +21,11 @@
 //   4: 128x256x8,  8x16, 3, 1     5: 128x128x8,  8x8,  4, 1     6: 128x64x16,  8x4, 3, 2
 //   7: 128x128x8,  8x8,  3, 2, k loop not unrolled   8: 128x128x16, 8x8, 3, 2, not unrolled
 //   9: 128x128x8,  8x8,  3, 1, not unrolled             10: 128x128x32, 8x8, 3, 1, not unrolled
-// ptxas (sm_90): 1 and 5 about 210 registers, 2-4 230-255 (1 block per SM), 9 168; 7 and 8 fit
-// 128 registers (2 blocks per SM) with a 32-byte spill; unrolled, the 2-block bound spilled 880 bytes.
+// ptxas registers per thread, NN / NT (no spills unless said), sm_90: 1 205/194, 2 219/254,
+// 3 221/254, 4 235/246, 5 217/198, 6 123/128 (24-byte spill), 7 and 8 127/128 (NT spills 324
+// bytes), 9 and 10 168/202; sm_80: 1 201/200, 2 201/254, 3 194/254, 4 241/250, 5 194/206,
+// 6 128/128 (20/68-byte spills), 7 and 8 128/128 (932/348-byte spills), 9 and 10 164/226.
+// Unrolled, the 2-block bound on 128x128x8 spilled 880 bytes on sm_90.
 // Measured: not yet measured on a GPU.
 #include "common.cuh"
 #include "cp_async.cuh"
