@@ -5,10 +5,12 @@
 Every version of _C.matmul_tf32_variants() ("auto" is what matmul runs with allow_tf32; "v2"
 the previous kernel; the others v3's block tiles) against cuBLAS TF32 (CuPy's matmul with its
 float32 compute type set to TF32; PyTorch with allow_tf32 if CuPy's result shows no TF32
-rounding) at 4096^3, 1024^3, 2048^3 (NN, row-major) and 3001^3 (leading dimensions that are
-not multiples of 4: only the versions with 4-byte copies run there). Before a version is
+rounding) at 4096^3 (NN: both row-major, and NT: B column-major, linear()'s x @ w.T), 1024^3,
+2048^3 (NN) and 3001^3 (NN, leading dimensions that are not multiples of 4: only the versions
+with 4-byte copies run there). Before a version is
 timed its result is compared with a float64 reference computed on the GPU: err is max |C -
-ref| / (|A row| |B column|), the bound TF32 rounding obeys (~1e-3; ok below 5e-3). Timing:
+ref| / (|A row| |B column|), which TF32 keeps below 2^-9 even when truncating (ok below
+2.5e-3; typical values at 4096 are ~1e-4). Timing:
 CUDA events, warm-ups, median of several reps; 64 MB per operand at 4096 (larger than L2).
 Rows print as they finish; the Markdown table is printed last.
 """
@@ -29,10 +31,10 @@ from gpu_bench_nn import _median_ms  # noqa: E402
 
 import pyengine._C as C  # noqa: E402
 
-SIZES = [4096, 1024, 2048, 3001]
+CASES = [(4096, "NN"), (4096, "NT"), (1024, "NN"), (2048, "NN"), (3001, "NN")]
 REPS = {4096: 7, 2048: 10, 1024: 20, 3001: 5}
 ORDER = ["auto", "128x256", "v2", "128x128", "64x128", "64x64", "128x256rz", "128x256s4", "64x128-4byte"]
-OK = 5e-3
+OK = 2.5e-3
 
 
 def _default_budget():
@@ -43,11 +45,16 @@ def _default_budget():
     return min(40.0, 0.8 * float(os.environ.get("DEVICE_VARIANTS_BUDGET", 120)) / n)
 
 
+def _strides(x):
+    """(batch, row, col) element strides of a 2-D CuPy array."""
+    return (0, *(s // x.itemsize for s in x.strides))
+
+
 def _run(name, a, b, c):
     m, k = a.shape
     n = b.shape[1]
-    C.matmul_tf32_variant(variant=name, batch=1, m=m, n=n, k=k, a=a.data.ptr, a_strides=(0, k, 1),
-                          b=b.data.ptr, b_strides=(0, n, 1), c=c.data.ptr, bias=0, act=0, act_param=0.0,
+    C.matmul_tf32_variant(variant=name, batch=1, m=m, n=n, k=k, a=a.data.ptr, a_strides=_strides(a),
+                          b=b.data.ptr, b_strides=_strides(b), c=c.data.ptr, bias=0, act=0, act_param=0.0,
                           stream=cp.cuda.get_current_stream().ptr)
 
 
@@ -77,12 +84,14 @@ def main():
     print(f"device: {C.device_name(0)}; versions: {', '.join(names)}; budget {args.budget:.0f}s", flush=True)
     cublas_name, cublas = _cublas_tf32()
     rows = []
-    for size in SIZES:
+    for size, layout in CASES:
         if time.time() - t0 > args.budget:
-            print(f"budget spent: {size}^3 not run", flush=True)
+            print(f"budget spent: {size}^3 {layout} not run", flush=True)
             continue
         a = cp.random.standard_normal((size, size), dtype=cp.float32)
         b = cp.random.standard_normal((size, size), dtype=cp.float32)
+        if layout == "NT":
+            b = cp.ascontiguousarray(b.T).T  # the same values, column-major
         ref = a.astype(cp.float64) @ b.astype(cp.float64)
         bound = cp.outer(cp.linalg.norm(a.astype(cp.float64), axis=1), cp.linalg.norm(b.astype(cp.float64), axis=0))
 
@@ -100,14 +109,15 @@ def main():
             except Exception as exc:  # no torch: report fp32 cuBLAS, labelled by its error
                 print(f"PyTorch unavailable ({exc}); cuBLAS row is whatever CuPy ran", flush=True)
         ms_ref = _median_ms(lambda: cublas(a, b), 2, REPS[size])
-        rows.append(dict(size=size, name=cublas_name, ms=ms_ref, tflops=flops / ms_ref / 1e9, ratio=1.0, err=e))
+        rows.append(dict(size=size, layout=layout, name=cublas_name, ms=ms_ref, tflops=flops / ms_ref / 1e9,
+                         ratio=1.0, err=e))
         print(rows[-1], flush=True)
         c = cp.empty((size, size), dtype=cp.float32)
         for name in names:
             if time.time() - t0 > args.budget:
-                rows.append(dict(size=size, name=name, note="not run (budget)"))
+                rows.append(dict(size=size, layout=layout, name=name, note="not run (budget)"))
                 continue
-            row = dict(size=size, name=name)
+            row = dict(size=size, layout=layout, name=name)
             try:
                 c.fill(cp.nan)
                 _run(name, a, b, c)
@@ -131,17 +141,17 @@ def main():
         return "-" if x is None else format(x, spec)
 
     print()
-    print(f"TF32 GEMM versions ({C.device_name(0)}), C = A @ B row-major; x cuBLAS = cuBLAS ms / ours (> 1: "
-          f"faster); err = max |C - C64| / (|A row| |B col|), ok < {OK:g}")
-    print("| size | version | ms | TFLOP/s | x cuBLAS TF32 | err | ok |")
+    print(f"TF32 GEMM versions ({C.device_name(0)}), C = A @ B (NN: both row-major, NT: B column-major); "
+          f"x cuBLAS = cuBLAS ms / ours (> 1: faster); err = max |C - C64| / (|A row| |B col|), ok < {OK:g}")
+    print("| case | version | ms | TFLOP/s | x cuBLAS TF32 | err | ok |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         ok = "yes" if r.get("err", 1.0) < OK else "NO"
         if "note" in r and "ms" not in r:
-            print(f"| {r['size']}^3 | {r['name']} | {r['note']} | | | {f(r.get('err'), '.1e')} | "
+            print(f"| {r['size']}^3 {r['layout']} | {r['name']} | {r['note']} | | | {f(r.get('err'), '.1e')} | "
                   f"{ok if 'err' in r else '-'} |")
             continue
-        print(f"| {r['size']}^3 | {r['name']} | {f(r.get('ms'), '.4f')} | {f(r.get('tflops'), '.1f')} "
+        print(f"| {r['size']}^3 {r['layout']} | {r['name']} | {f(r.get('ms'), '.4f')} | {f(r.get('tflops'), '.1f')} "
               f"| {f(r.get('ratio'), '.2f')} | {f(r.get('err'), '.1e')} | {ok} |")
 
 
