@@ -10,12 +10,13 @@ with the same weights and inputs in both frameworks, and prints the median step 
 and the ratio pyengine/PyTorch (target: <= 1.5). The timing and command-line helpers are
 cpu_vs_torch.py's.
 
-    python bench/cpu_vs_torch_seq.py [--repeats N] [--threads N] [--json FILE]
+    python bench/cpu_vs_torch_seq.py [--models lstm gpt] [--repeats N] [--threads N] [--json FILE]
 
 Exits 0 with a message when PyTorch is not installed.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -148,14 +149,19 @@ def inputs(name, rng):
     return x, rng.integers(0, c["vocab"], c["batch"] * c["block_size"]).astype(np.int64)
 
 
-def run(torch, repeats: int, warmup: int) -> list[dict]:
-    """Time both models; prints one row per model and returns the rows."""
+MODELS = ("lstm", "gpt")
+
+
+def run(torch, repeats: int, warmup: int, models=MODELS) -> list[dict]:
+    """Time the models; prints one row per model and returns the rows."""
     rng = np.random.default_rng(0)
     rows = []
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__}")
     print(f"{'model':<6} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
     for name, build in (("lstm", build_lstm), ("gpt", build_gpt)):
+        if name not in models:
+            continue
         ours, theirs = build()
         ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
         x, y = inputs(name, rng)
@@ -167,8 +173,12 @@ def run(torch, repeats: int, warmup: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    return cli(argv, __doc__, "cpu_vs_torch_seq", run, repeats=20, warmup=3,
-               cases={"lstm": LSTM_CASE, "gpt": GPT_CASE})
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    ours, rest = parser.parse_known_args(argv)
+    return cli(rest, __doc__, "cpu_vs_torch_seq", lambda *a: run(*a, models=ours.models), repeats=20, warmup=3,
+               cases={name: case for name, case in (("lstm", LSTM_CASE), ("gpt", GPT_CASE))
+                      if name in ours.models})
 
 
 if __name__ == "__main__":
