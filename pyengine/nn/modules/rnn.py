@@ -3,11 +3,13 @@
 Names, shapes, gate order (LSTM: i, f, g, o; GRU: r, z, n) and parameter layout follow
 PyTorch, so a PyTorch state dict loads unchanged.
 
-Speed: the input projection of every time step is one matmul (``F.linear`` over the whole
-sequence). The recurrence itself is one autograd Function per layer and direction whose
-forward runs the time loop on backend arrays (one gate matmul per step) and whose backward
-is hand-written backpropagation through time, so the autograd graph holds a handful of
-nodes instead of several per time step. The cells reuse the same Functions with T = 1.
+Speed: the input projection of every time step is one matmul over the whole sequence. The
+recurrence itself is one autograd Function per layer and direction whose forward runs the
+time loop on backend arrays and whose backward is hand-written backpropagation through
+time, so the autograd graph holds a handful of nodes instead of several per time step. A
+step is one matmul batched over the gates and one call of the backend's fused cell
+(``lstm_cell`` / ``gru_cell`` and their backwards: a single kernel launch on a GPU) writing
+into buffers allocated once per call. The cells reuse the same Functions with T = 1.
 
 Differences from PyTorch: no PackedSequence and no ``proj_size``.
 """
@@ -194,9 +196,11 @@ class _LSTMRecurrence(Function):
     slices of buffers allocated once per call. The gate buffers are gate-major, (4, T, B, H),
     so each gate of a step is a contiguous (B, H) block: the input projection is one matmul
     batched over the gates straight into that layout, the step's activations overwrite it in
-    place, and the weight gradients are matmuls over all steps at once. The gradient
-    reaching h_{t-1} stays in the four per-gate products of the backward matmul, which the
-    next ``lstm_cell_backward`` sums, so no step launches a separate reduction."""
+    place, and the weight gradients are matmuls over all steps at once. Going back, the
+    per-element factors of the gate gradients come from one ``lstm_cell_factors`` call over
+    all steps (they depend on the forward pass only), so a step's cell only scales them; the
+    gradient reaching h_{t-1} stays in the four per-gate products of the backward matmul,
+    which the next ``lstm_cell_backward`` sums, so no step launches a separate reduction."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
