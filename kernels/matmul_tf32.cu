@@ -12,9 +12,11 @@
 //       ones), warp tiles 64 x 64 / 64 x 32 / 32 x 64, grouped block order for L2 reuse,
 //       block tiles "128x256" (8 warps of 64 x 64), "128x128" (8 of 64 x 32), "64x128" (4 of
 //       32 x 64; also with 4-byte copies for unaligned operands), the default ("auto") taking
-//       the biggest that gives every SM a block. Ranking only: "128x256rz" truncates instead
-//       of rounding, "128x256s4" has 4 stages (192 KiB of shared memory: H100, not A100),
-//       "64x64" (4 warps of 32 x 32) makes 4x the blocks of 128x128 for small problems.
+//       the biggest that gives every SM a block. Ranking only: "*rz" tiles hand the mma
+//       unrounded floats (the tensor cores truncate them) instead of rounding each fragment
+//       with cvt.rna (four instructions per register, as many as the mma), "128x256s4" has 4
+//       stages (192 KiB of shared memory: H100, not A100), "64x64" (4 warps of 32 x 32) makes
+//       4x the blocks of 128x128 for small problems.
 //       Registers (sm_90, ptxas): 128x256 216-254, 128x128 176-237, 64x128 174-255; no spills
 //       but 32 bytes in 128x256's x @ w.T instances (two 8-byte reloads per k tile).
 // Not yet: wgmma (sm_90a), TMA.
@@ -298,6 +300,8 @@ using T128x256s4 = tf32mma::Config<128, 256, 64, 64, 4, 1>;
 using T128x128 = tf32mma::Config<128, 128, 64, 32, 3, 1>;
 using T64x128 = tf32mma::Config<64, 128, 32, 64, 3, 2>;
 using T64x64 = tf32mma::Config<64, 64, 32, 32, 3, 3>;
+using T128x128rz = tf32mma::Config<128, 128, 64, 32, 3, 1, false>;
+using T64x128rz = tf32mma::Config<64, 128, 32, 64, 3, 2, false>;
 
 // The default: the biggest tile that still gives every SM a block (GELU epilogues: at most
 // 128 x 128); unaligned operands take 4-byte copies in 64 x 128 tiles.
@@ -334,6 +338,8 @@ const Variant kVariants[] = {
     {"64x128", launch_v3<T64x128, true>},
     {"64x128-4byte", launch_v3<T64x128, false>},
     {"64x64", launch_v3<T64x64, true, NO_ACT>},
+    {"128x128rz", launch_v3<T128x128rz, true, NO_ACT>},
+    {"64x128rz", launch_v3<T64x128rz, true, NO_ACT>},
 };
 
 std::string describe(const char* kernel, const Problem& p) {

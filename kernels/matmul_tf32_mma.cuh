@@ -9,7 +9,7 @@
 // multiplied. Each operand keeps its global layout in shared memory (K-major or row-major, see
 // matmul_tf32_layout.h for the swizzles and fragment maps), so NN, NT, TN and TT all use 16-byte
 // copies. Fragments are rounded to TF32 (cvt.rna) in registers, as the v2 kernel rounded them
-// on the way into shared memory (or truncated: Config::ROUND). Epilogue: bias, activation, float4 stores where C allows.
+// on the way into shared memory (or not: Config::ROUND). Epilogue: bias, activation, float4 stores where C allows.
 #pragma once
 #include "common.cuh"
 #include "kernels_core.h"
@@ -19,8 +19,9 @@
 namespace pyengine {
 namespace tf32mma {
 
-// ROUND: fragments rounded to nearest TF32 (cvt.rna); else truncated (low 13 bits cleared,
-// one instruction instead of four, and fewer live registers).
+// ROUND: fragments rounded to nearest TF32 (cvt.rna: four instructions a register, about as
+// many as the mma themselves); else the float32 bits go to the mma as they are and the tensor
+// cores ignore the low 13 bits (truncation, as CUTLASS's round_toward_zero tf32 conversion).
 template <int BM_, int BN_, int WM_, int WN_, int STAGES_, int MIN_BLOCKS_, bool ROUND_ = true>
 struct Config {
   static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, STAGES = STAGES_, MIN_BLOCKS = MIN_BLOCKS_;
@@ -55,7 +56,7 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 
 template <bool ROUND>
 __device__ __forceinline__ unsigned to_tf32(unsigned x) {
-  if (!ROUND) return x & 0xffffe000u;
+  if (!ROUND) return x;
   unsigned r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(x)));
   return r;
