@@ -16,7 +16,8 @@
 //       unrounded floats (the tensor cores truncate them) instead of rounding each fragment
 //       with cvt.rna (four instructions per register, as many as the mma), "128x256s4" has 4
 //       stages (192 KiB of shared memory: H100, not A100), "64x64" (4 warps of 32 x 32) makes
-//       4x the blocks of 128x128 for small problems.
+//       4x the blocks of 128x128 for small problems, "128x128w4rz" (4 warps of 64 x 64, two
+//       blocks per SM) and "256x128rz" (8 warps of 64 x 64) fit 255 registers only unrounded.
 //       Registers (sm_90, ptxas): 128x256 216-254, 128x128 176-237, 64x128 174-255; no spills
 //       but 32 bytes in 128x256's x @ w.T instances (two 8-byte reloads per k tile).
 // Not yet: wgmma (sm_90a), TMA.
@@ -302,6 +303,8 @@ using T64x128 = tf32mma::Config<64, 128, 32, 64, 3, 2>;
 using T64x64 = tf32mma::Config<64, 64, 32, 32, 3, 3>;
 using T128x128rz = tf32mma::Config<128, 128, 64, 32, 3, 1, false>;
 using T64x128rz = tf32mma::Config<64, 128, 32, 64, 3, 2, false>;
+using T128x128w4rz = tf32mma::Config<128, 128, 64, 64, 3, 2, false>;
+using T256x128rz = tf32mma::Config<256, 128, 64, 64, 3, 1, false>;
 
 // The default: the biggest tile that still gives every SM a block (GELU epilogues: at most
 // 128 x 128); unaligned operands take 4-byte copies in 64 x 128 tiles.
@@ -340,6 +343,8 @@ const Variant kVariants[] = {
     {"64x64", launch_v3<T64x64, true, NO_ACT>},
     {"128x128rz", launch_v3<T128x128rz, true, NO_ACT>},
     {"64x128rz", launch_v3<T64x128rz, true, NO_ACT>},
+    {"128x128w4rz", launch_v3<T128x128w4rz, true, NO_ACT>},
+    {"256x128rz", launch_v3<T256x128rz, true, NO_ACT>},
 };
 
 std::string describe(const char* kernel, const Problem& p) {

@@ -109,13 +109,13 @@ def _variants():
         return list(_C().matmul_tf32_variants())
     except Exception:  # no extension here: the gpu tests skip anyway
         return ["auto", "v2", "128x256", "128x256rz", "128x256s4", "128x128", "64x128", "64x128-4byte", "64x64",
-                "128x128rz", "64x128rz"]
+                "128x128rz", "64x128rz", "128x128w4rz", "256x128rz"]
 
 
 VARIANTS = _variants()
 VEC_ONLY = {"128x256", "128x256rz", "128x256s4", "128x128", "64x128", "64x64", "128x128rz",
-            "64x128rz"}  # 16-byte copies only
-NO_ACT = {"128x256rz", "128x256s4", "64x64", "128x128rz", "64x128rz"}  # built for the benchmark's ranking: no fused activation
+            "64x128rz", "128x128w4rz", "256x128rz"}  # 16-byte copies only
+NO_ACT = {"128x256rz", "128x256s4", "64x64", "128x128rz", "64x128rz", "128x128w4rz", "256x128rz"}  # built for the benchmark's ranking: no fused activation
 NO_GELU = {"128x256"}
 
 

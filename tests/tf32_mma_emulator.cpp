@@ -313,6 +313,8 @@ int main(int argc, char** argv) {
   cases += run_config<128, 128, 64, 32>(rng);
   cases += run_config<64, 128, 32, 64>(rng);
   cases += run_config<64, 64, 32, 32>(rng);
+  cases += run_config<128, 128, 64, 64>(rng);
+  cases += run_config<256, 128, 64, 64>(rng);
   std::printf("ok %d\n", cases);
   return failures ? 1 : 0;
 }
