@@ -86,3 +86,26 @@ def test_leaf_gradients_never_share_memory():
     y.sum().backward()
     w.grad.data[...] = 0  # an optimizer or clip_grad_norm_ changing .grad in place
     np.testing.assert_array_equal(x.grad.numpy(), np.full((5, 3), 4.0))
+
+
+def test_qkv_views_of_one_buffer_are_copied_once_and_exactly():
+    from pyengine.backend import _cuda_nn
+
+    rng = np.random.default_rng(0)
+    qkv = rng.standard_normal((2, 5, 3, 4, 8)).astype(np.float32)  # (B, T, 3, H, D), as the GPT's
+    with lt.fake_device() as cp:
+        parts = cp.asarray(qkv).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) views
+        q, k, v = parts[0], parts[1], parts[2]
+        stats = lt._Stats()
+        lt._STATS = stats
+        try:
+            got = _cuda_nn._qkv_contig(q, k, v, (2, 4), "sdpa")
+        finally:
+            lt._STATS = None
+        separate = _cuda_nn._qkv_contig(q, k[:, :, ::-1], v, (2, 4), "sdpa")  # not equally spaced
+    assert stats.cupy["ascontiguousarray(copy)"] == 1
+    for i, g in enumerate(got):
+        assert g.flags.c_contiguous
+        np.testing.assert_array_equal(np.asarray(g.view(np.ndarray)), qkv.transpose(2, 0, 3, 1, 4)[i])
+    np.testing.assert_array_equal(np.asarray(separate[1].view(np.ndarray)),
+                                  qkv.transpose(2, 0, 3, 1, 4)[1][:, :, ::-1])

@@ -237,6 +237,22 @@ def _contig(a, lead, op, name):
     return _f32(cp.broadcast_to(a, lead + a.shape[-2:]), op, name)
 
 
+def _qkv_contig(q, k, v, lead, op):
+    """Contiguous float32 q, k, v. When they are equally spaced views of one buffer with one
+    layout (a fused qkv projection split into heads, as the GPT does), one copy of the three
+    (a strided view over them) replaces three."""
+    shape = lead + q.shape[-2:]
+    if (isinstance(q, cp.ndarray) and isinstance(k, cp.ndarray) and isinstance(v, cp.ndarray)
+            and q.dtype == k.dtype == v.dtype == cp.float32 and q.shape == k.shape == v.shape == shape
+            and q.strides == k.strides == v.strides and not q.flags.c_contiguous
+            and q.base is not None and q.base is k.base is v.base):
+        delta = k.data.ptr - q.data.ptr
+        if delta and v.data.ptr - k.data.ptr == delta and delta % q.itemsize == 0:
+            c = cp.ascontiguousarray(cp.lib.stride_tricks.as_strided(q, (3,) + shape, (delta,) + q.strides))
+            return c[0], c[1], c[2]
+    return tuple(_contig(a, lead, op, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+
+
 def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
     """Fused flash attention (float32, head dims up to 128). ``saved`` is the (..., L) row
     log-sum-exp. With dropout_p > 0 it takes the unfused path instead: our matmul and
@@ -249,7 +265,7 @@ def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None, dropout_p=0.0):
     if max(q.shape[-1], v.shape[-1]) > C.attention_max_head_dim:
         raise ValueError(f"sdpa: the native kernel takes head dims up to {C.attention_max_head_dim}, "
                          f"got q {q.shape} and v {v.shape}")
-    qc, kc, vc = (_contig(a, lead, "sdpa", n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+    qc, kc, vc = _qkv_contig(q, k, v, lead, "sdpa")
     args, mask = _attention_args(q, k, v, attn_mask, is_causal, scale, lead)
     out = cp.empty(lead + (q.shape[-2], v.shape[-1]), dtype=cp.float32)
     lse = cp.empty(lead + (q.shape[-2],), dtype=cp.float32)
@@ -271,7 +287,7 @@ def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, sc
     if len(contig) == 3 and all(c.shape == lead + a.shape[-2:] for c, a in zip(contig, (q, k, v))):
         qc, kc, vc = contig
     else:
-        qc, kc, vc = (_contig(a, lead, op, n) for a, n in ((q, "q"), (k, "k"), (v, "v")))
+        qc, kc, vc = _qkv_contig(q, k, v, lead, op)
     out_shape = lead + (q.shape[-2], v.shape[-1])
     if gout.shape != out_shape or out.shape != out_shape:
         raise ValueError(f"{op}: gout {gout.shape} and out {out.shape} must be {out_shape}")

@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 import types
+import weakref
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -88,7 +89,12 @@ def _dev(a):
     a = np.asarray(a)
     d = a.view(DeviceArray)
     d._owns = a.base is None  # the view is only our wrapper: to the code under test it owns its memory
+    if d._owns:
+        _OWNERS[id(a)] = d
     return d
+
+
+_OWNERS = weakref.WeakValueDictionary()  # id(an ndarray that owns memory) -> the DeviceArray wrapping it
 
 
 def _wrap(out):
@@ -114,7 +120,18 @@ class DeviceArray(np.ndarray):
 
     @property
     def base(self):
-        return None if self._owns else np.ndarray.base.__get__(self)
+        """As CuPy's: None for an array that owns its memory, else the array that owns it."""
+        if self._owns:
+            return None
+        b = np.ndarray.base.__get__(self)
+        while isinstance(b, np.ndarray):
+            if isinstance(b, DeviceArray) and b._owns:
+                return b
+            up = np.ndarray.base.__get__(b)
+            if up is None:
+                return _OWNERS.get(id(b), b)
+            b = up
+        return b
 
     @property
     def data(self):
@@ -242,6 +259,8 @@ def fake_cupy():
         if not hasattr(cp, name) or not isinstance(getattr(np, name), np.ufunc):
             setattr(cp, name, getattr(np, name))
     cp.ascontiguousarray = _ascontiguousarray
+    cp.lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
+        as_strided=lambda x, shape=None, strides=None: _dev(np.lib.stride_tricks.as_strided(_plain(x), shape, strides))))
     cp.asarray = _asarray
     cp.asnumpy = _asnumpy
     rng = np.random.default_rng(0)
