@@ -34,6 +34,12 @@ def _f32_view(a, op, arg, not_cupy=NOT_CUPY, not_f32=NOT_F32):
     return a
 
 
+def _contiguous(a):
+    """``a`` itself when C-contiguous (the common case: cupy.ascontiguousarray costs a few
+    microseconds of host time per call even when it copies nothing), else a contiguous copy."""
+    return a if a.flags.c_contiguous else cp.ascontiguousarray(a)
+
+
 def _f32(a, op, arg, not_cupy=NOT_CUPY, not_f32=NOT_F32):
     """``a`` as a contiguous float32 CuPy array, or a TypeError naming op, argument and dtype."""
-    return cp.ascontiguousarray(_f32_view(a, op, arg, not_cupy, not_f32))
+    return _contiguous(_f32_view(a, op, arg, not_cupy, not_f32))

@@ -50,14 +50,14 @@ def _dim(dim, ndim, op):
 def _rows_last(a, dim):
     """``a`` with ``dim`` moved last, contiguous, and its (rows, cols) view."""
     a = a.reshape(1) if a.ndim == 0 else a
-    moved = cp.ascontiguousarray(cp.moveaxis(a, dim, -1))
+    moved = _cuda_common._contiguous(a if dim == a.ndim - 1 else cp.moveaxis(a, dim, -1))
     cols = moved.shape[-1]
     rows = moved.size // cols if cols else 0
     return moved, rows, cols
 
 
 def _rows_back(y, dim, shape):
-    return cp.moveaxis(y, -1, dim).reshape(shape)
+    return (y if dim == len(shape) - 1 else cp.moveaxis(y, -1, dim)).reshape(shape)
 
 
 # --------------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ def _check_targets(logits, target, ignore_index, op, bounds=True):
     class (one reduction and a device sync). The backward leaves that out: its targets are
     the forward's, and a row whose class is out of range gets a NaN gradient there."""
     _glue.check_target_shape(logits, target, op)
-    target = cp.ascontiguousarray(target, dtype=cp.int64)
+    if target.dtype != cp.int64 or not target.flags.c_contiguous:
+        target = cp.ascontiguousarray(target, dtype=cp.int64)
     if bounds:
         _glue.check_target_bounds(logits, target, ignore_index, op)
     return target

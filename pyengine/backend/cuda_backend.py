@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _glue
-from ._cuda_common import _f32, _f32_view, _ptr, _stream, cp
+from ._cuda_common import _contiguous, _f32, _f32_view, _ptr, _stream, cp
 from ._cuda_nn import (  # the nn families, wrapped by the CUDA-nn half of the kernels
     adam_step,
     adam_step_multi,
@@ -237,8 +237,8 @@ def linear(x, w, b=None, activation=None, out=None):
     lead, (n, k) = x.shape[:-1], w.shape
     # The fused epilogue is built for one layout: x row-major (m, k) and w row-major (n, k),
     # read as the column-major k x n matrix w.T.
-    x2 = cp.ascontiguousarray(x.reshape(-1, k))
-    w = cp.ascontiguousarray(w)
+    x2 = _contiguous(x.reshape(-1, k))
+    w = _contiguous(w)
     y = _out(out, lead + (n,), "linear")
     if y.size:
         _C.matmul(1, x2.shape[0], n, k, x2.data.ptr, (0, k, 1), w.data.ptr, (0, 1, k), y.data.ptr, _ptr(b),
@@ -303,7 +303,7 @@ def max_pool2d_backward(gy, indices, x_shape, out=None):
     if indices.shape != gy.shape or indices.dtype != cp.int64:
         raise ValueError(f"max_pool2d_backward: indices must be int64 of grad_output's shape {gy.shape}, "
                          f"got {indices.dtype} {indices.shape}")
-    indices = cp.ascontiguousarray(indices)
+    indices = _contiguous(indices)
     gx = _out(out, tuple(x_shape), "max_pool2d_backward")
     _C.max_pool2d_backward(tuple(x_shape), gy.shape, gy.data.ptr, indices.data.ptr, gx.data.ptr, _stream())
     return gx
