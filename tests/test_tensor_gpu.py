@@ -20,7 +20,7 @@ OPS = {
     "matmul": (lambda a, b: a @ b, [(3, 17, 33), (33, 5)]),
     "shapes": (lambda a: a.permute(2, 0, 1).reshape(5, -1)[:, 1::2].unsqueeze(0).expand(2, 5, 6)
                .repeat(1, 1, 2).flatten().contiguous(), [(3, 4, 5)]),
-    "index_repeat": (lambda a: a[pe.tensor([0, 0, 2], device="cuda")] * 2 + a[a.detach() > 0].sum(), [(3, 7)]),
+    "index_repeat": (lambda a: a[pe.tensor([0, 0, 2], device=a.device)] * 2 + a[a.detach() > 0].sum(), [(3, 7)]),
     "cat_stack_split": (lambda a, b: pe.stack(pe.cat([a, b], dim=0).split(3), dim=0).tril(), [(4, 3), (2, 3)]),
     "masked_fill": (lambda a: a.masked_fill(a.detach() < 0, -1.0).triu(1), [(6, 6)]),
 }
