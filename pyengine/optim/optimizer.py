@@ -91,16 +91,22 @@ class Optimizer:
         """(param, backend, grad array) for each parameter of ``group`` that has a grad, the
         gradient negated when the group maximizes (and ``negate`` is left True)."""
         maximize = negate and group.get("maximize", False)
+        backends = {}
         for i, p in enumerate(group["params"]):
-            if p.grad is None:
+            g = p.grad
+            if g is None:
                 continue
-            if p.grad.shape != p.shape or p.grad.device != p.device or p.grad.dtype != p.dtype:
+            grad, data = g.data, p.data
+            # Compared on the arrays: Tensor.shape/.dtype build new objects, every parameter, every step.
+            if grad.shape != data.shape or g.device != p.device or grad.dtype != data.dtype:
                 raise RuntimeError(f"param {i} of shape {p.shape} ({p.dtype}, {p.device}) has a grad of shape "
-                                   f"{p.grad.shape} ({p.grad.dtype}, {p.grad.device}); they must match")
-            grad = p.grad.data
+                                   f"{g.shape} ({g.dtype}, {g.device}); they must match")
             if maximize:
                 grad = -grad
-            yield p, get_backend(p.device), grad
+            backend = backends.get(p.device)
+            if backend is None:
+                backend = backends[p.device] = get_backend(p.device)
+            yield p, backend, grad
 
     @classmethod
     def _foreach(cls, group: dict, name: str):
