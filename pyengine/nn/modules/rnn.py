@@ -242,6 +242,7 @@ class _LSTMRecurrence(Function):
         b.lstm_cell_factors(acts[:, first], _zeros_if_none(xp, c0, (B, H), acts.dtype), tanh_cs[first],
                             dpre[:, first], dc_dh[first])
         w4 = _by_gate(w_hh, H)  # dh_{t-1} = sum over gates k of d_k @ w4[k]
+        gout = xp.ascontiguousarray(gout)  # once, not a copy per step (batch_first gives a view)
         dc_bufs = (xp.empty((B, H), dtype=acts.dtype), xp.empty((B, H), dtype=acts.dtype))
         parts, dc = gh_n[None], gc_n
         needs = ctx.needs_input_grad
@@ -301,6 +302,7 @@ class _GRURecurrence(Function):
         w3 = _by_gate(w_hh, H)
         first = _step_bounds(T, ctx.reverse)[0]
         step = 1 if ctx.reverse else -1
+        gout = xp.ascontiguousarray(gout)  # once, not a copy per step (batch_first gives a view)
         carry = xp.empty((B, H), dtype=acts.dtype)  # dh_t * z_t, reaching h_{t-1} directly
         parts, dh_carry = gh_n[None], None
         for t in _time_order(T, not ctx.reverse):
