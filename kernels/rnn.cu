@@ -23,7 +23,12 @@
 // temporaries) of the step written with array operations. Memory-bound and tiny (B*H elements
 // per step); its cost is the launch.
 //
-// Measured: not yet measured on a GPU.
+// Measured on an H100 80GB HBM3 (driver 580.159.04, 2026-11-27 22:10 UTC device check,
+// bench/variants/rnn.py, CUDA events around whole training steps; the kernels themselves not
+// timed alone): v1 CharRNN step (embed -> LSTM 128 -> linear, T 64, SGD) 18.7 ms at batch 8
+// (46 ms before the fused cells) and 19.6 ms at batch 32 (input 32), GRU 19.8 / 19.8 ms,
+// against 11.0 / 23.8 ms on the NumPy CPU backend of that host; step time flat in the batch:
+// host-bound (Python and launch overhead of ~4 calls per time step), not kernel-bound.
 #include "common.cuh"
 #include "kernels_nn.h"
 
