@@ -108,12 +108,12 @@ void gru_cell_backward(std::uintptr_t gh, std::uintptr_t dh_parts, int parts, lo
 }  // namespace pyengine
 
 namespace pyengine {
-// Side-by-side runs of kernel versions (bench/variants/membound.py). Each memory-bound family
-// below has a default version; set_kernel_version(family, v) makes every later launch of that
-// family use version v (1 = the kernels as of 2026-11-27, 2 = the rework after them, 3 = a
-// second one for the pooling and cross-entropy forwards; see the family's .cu header), and
-// v = 0 restores the default. An unknown family or version raises std::invalid_argument. Families: max_pool2d_forward, max_pool2d_backward, avg_pool2d_forward,
-// avg_pool2d_backward, cross_entropy_forward, cross_entropy_backward, layer_norm_backward.
+// Side-by-side runs of kernel versions (bench/variants/membound.py). A family with more than
+// one version has a default (the faster one measured); set_kernel_version(family, v) makes every
+// later launch of that family use version v, and v = 0 restores the default. Families:
+// avg_pool2d_backward (2: 4-column gather for any window; 3: 8 columns where windows do not
+// overlap) and layer_norm_backward (1: input kernel + two-stage column sums; 2: one fused pass);
+// see the .cu headers. An unknown family or version raises std::invalid_argument.
 void set_kernel_version(const char* family, int version);
 int kernel_version(const char* family);
 
