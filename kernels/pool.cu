@@ -4,34 +4,35 @@
 // kernels), among equal maxima the first index is kept; average divisors follow
 // count_include_pad / divisor_override and ceil_mode's clipped last window.
 //
-// Technique, kernel_version 1 (as of 2026-11-27): one thread per output (forward) or per
-// input (average backward) element, grid-stride, consecutive threads on consecutive columns
-// so loads coalesce, window loops with run-time bounds. Average backward gathers from the
-// windows that cover an input (no atomics, deterministic); max backward zero-fills gx, then
-// scatters gy to its saved index with global atomicAdd (windows may overlap, and the backward
-// gets only the indices, not the window geometry).
-// kernel_version 2: forward windows of 2x2 and 3x3 taps compiled, so every tap's load issues
-// before the first comparison; average backward with a thread per 4 input columns of a row
-// (the row's window span and the index decomposition once per 4 elements; float4 stores when
-// W % 4 == 0; where windows do not overlap, the four loads issue together); max backward with
-// a block per plane accumulating gy in shared memory (shared-memory atomics at the saved
-// indices), then writing the plane once: no zero fill, no global atomics. Planes over the
-// shared memory of a block (56K floats on an H100) take v1.
-// kernel_version 3 (forward only): a block per band of up to 8 output rows of a plane copies
-// the input rows the band covers into shared memory (float4 loads when W % 4 == 0, coalesced,
-// each element read once), then reads its taps from there. Rows over 48 KB take v2.
-// pyengine._C.set_kernel_version picks a version per family (kernel_versions.cpp).
+// Technique: grid-stride loops, consecutive threads on consecutive columns so loads coalesce,
+// 32-bit index math when the size allows.
+//   Forward: a thread per output; 2x2 and 3x3 windows are compiled, so every tap's load issues
+//     before the first comparison (a run-time window loop waits for each load in turn).
+//   Max backward: a block per plane accumulates gy in shared memory at the saved indices
+//     (shared-memory atomics: windows may overlap, and the backward gets only the indices),
+//     then writes the plane once: no zero fill, no global atomics. Planes over a block's shared
+//     memory (56K floats on an H100) zero gx and scatter with global atomicAdd instead.
+//   Average backward gathers from the windows that cover an input (no atomics, deterministic).
+//     Where windows do not overlap (kh <= sh, kw <= sw: the usual case) a thread owns 8
+//     columns of a row and steps from window to window without a division per element
+//     (kernel_version 3, the default); otherwise a thread owns 4 columns and loops over the
+//     windows (kernel_version 2: pyengine._C.set_kernel_version("avg_pool2d_backward", 2) sends
+//     the disjoint case there too, for a side-by-side run).
 // Memory-bound: floor = (bytes of x + y (+ indices)) / copy bandwidth; max backward reads gy
 // and the indices and writes gx once.
 //
-// Measured (bench/device_check.sh; ceiling = measured D2D copy bandwidth, 2.8 TB/s), one call
-// between CUDA events including the Python wrapper:
-//   v1 (64-bit index math) H100 80GB HBM3, 2026-11-27, x = (64, 64, 112, 112):
-//      max 3x3/2 fwd 1680 GB/s (0.60 of copy), bwd 1822 (0.66); avg 2x2/2 fwd 1906 (0.69), bwd 459 (0.17).
-//   v1 (32-bit index math when the size allows): max fwd 1824 GB/s (0.63), bwd 1807 (0.63);
-//      avg fwd 2068 (0.72), bwd 515 (0.18). __fdividef for the divisor: avg bwd 506 GB/s (0.18).
-//      (max bwd counted gx twice then, for the zero fill: 0.60 there is 0.38 by the minimum.)
-//   v2, v3: not yet measured on a GPU (bench/variants/membound.py compares them with v1).
+// Measured on an H100 80GB HBM3, x = (64, 64, 112, 112), ratio = GB/s over the D2D copy's:
+//   v1 (2026-11-27, bench/device_check.sh, one call including the wrapper): a thread per output
+//      with run-time window loops, max backward zero fill + global atomics, average backward a
+//      thread per input with six run-time divisions: max 3x3/2 fwd 0.60-0.63, bwd 0.63-0.66
+//      (counting gx twice: 0.40 by the minimum); avg 2x2/2 fwd 0.69-0.72, bwd 0.17-0.18.
+//   2026-11-27 22:09, bench/variants/membound.py (D2D 2886 GB/s; kernel time = 10 calls back to
+//      back / 10), v1 -> now: max 3x3/2 fwd 0.183 -> 0.134 ms (0.68 -> 0.93), bwd 0.299 ->
+//      0.140 ms (0.42 -> 0.89); avg 2x2/2 fwd 0.112 -> 0.092 ms (0.80 -> 0.97), bwd 0.460 ->
+//      0.251 ms (0.19 -> 0.35) with the 4-column gather (kernel_version 2; still ALU-bound: ~12
+//      run-time divisions per 4 elements). A band-of-rows forward staged in shared memory ran
+//      slower (max 0.176 ms, avg 0.116 ms) and is deleted. The 8-column disjoint average
+//      backward (kernel_version 3, 4 divisions per 8 elements): not yet measured on a GPU.
 #include "common.cuh"
 #include "kernels_core.h"
 #include "kernels_nn.h"
@@ -48,40 +49,7 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename I>
-__global__ void max_pool_fwd(PoolShape s, const float* __restrict__ x, float* __restrict__ y,
-                             long long* __restrict__ idx, I total) {
-  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
-    const I q = i / s.ow, plane = q / s.oh;
-    const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
-    const float* xp = x + (long long)plane * s.h * s.w;
-    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
-    float best = -INFINITY;
-    // PyTorch starts from the window's first in-bounds tap, so an all -inf window still
-    // returns a valid index.
-    int hs = h0, ws = w0;
-    while (hs < 0) hs += s.dh;
-    while (ws < 0) ws += s.dw;
-    long long arg = (long long)hs * s.w + ws;
-    for (int kh = 0; kh < s.kh; ++kh) {
-      const int ih = h0 + kh * s.dh;
-      if (ih < 0 || ih >= s.h) continue;
-      for (int kw = 0; kw < s.kw; ++kw) {
-        const int iw = w0 + kw * s.dw;
-        if (iw < 0 || iw >= s.w) continue;
-        const float v = xp[ih * s.w + iw];
-        if (v > best || isnan(v)) {
-          best = v;
-          arg = (long long)ih * s.w + iw;
-        }
-      }
-    }
-    y[i] = best;
-    idx[i] = arg;
-  }
-}
-
-template <typename I>
-__global__ void max_pool_bwd(PoolShape s, const float* __restrict__ gy, const long long* __restrict__ idx,
+__global__ void max_pool_bwd_atomic(PoolShape s, const float* __restrict__ gy, const long long* __restrict__ idx,
                              float* __restrict__ gx, I total) {
   const I out_plane = (I)s.oh * s.ow;
   const long long in_plane = (long long)s.h * s.w;
@@ -104,51 +72,13 @@ __device__ __forceinline__ float avg_divisor(const PoolShape& s, int oh, int ow,
   return h1 > h0 && w1 > w0 ? static_cast<float>((h1 - h0) * (w1 - w0)) : 1.f;
 }
 
-template <typename I>
-__global__ void avg_pool_fwd(PoolShape s, bool include_pad, int override_, const float* __restrict__ x,
-                             float* __restrict__ y, I total) {
-  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
-    const I q = i / s.ow, plane = q / s.oh;
-    const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
-    const float* xp = x + (long long)plane * s.h * s.w;
-    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
-    const int hb = max(h0, 0), wb = max(w0, 0), he = min(h0 + s.kh, s.h), we = min(w0 + s.kw, s.w);
-    float sum = 0.f;
-    for (int ih = hb; ih < he; ++ih)
-      for (int iw = wb; iw < we; ++iw) sum += xp[ih * s.w + iw];
-    y[i] = __fdividef(sum, avg_divisor(s, oh, ow, include_pad, override_));
-  }
-}
-
-template <typename I>
-__global__ void avg_pool_bwd(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
-                             float* __restrict__ gx, I total) {
-  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
-    const I q = i / s.w, plane = q / s.h;
-    const int iw = static_cast<int>(i - q * s.w), ih = static_cast<int>(q - plane * s.h);
-    const float* gp = gy + (long long)plane * s.oh * s.ow;
-    // Windows (oh, ow) with oh*sh - ph <= ih < oh*sh - ph + kh.
-    const int oh_lo = max(0, ceil_div(ih + s.ph - s.kh + 1 + s.sh * s.kh, s.sh) - s.kh);
-    const int oh_hi = min(s.oh - 1, (ih + s.ph) / s.sh);
-    const int ow_lo = max(0, ceil_div(iw + s.pw - s.kw + 1 + s.sw * s.kw, s.sw) - s.kw);
-    const int ow_hi = min(s.ow - 1, (iw + s.pw) / s.sw);
-    float sum = 0.f;
-    for (int oh = oh_lo; oh <= oh_hi; ++oh)
-      for (int ow = ow_lo; ow <= ow_hi; ++ow)
-        sum += __fdividef(gp[oh * s.ow + ow], avg_divisor(s, oh, ow, include_pad, override_));
-    gx[i] = sum;
-  }
-}
-
-// ---- Version 2 (kernel_version 2): fewer index divisions, unrolled taps, no zero fill ----
-
 // A window of KH x KW taps (0: the run-time s.kh / s.kw). Compile-time sizes let every tap's
 // load issue before the first comparison, where a run-time loop waits for each in turn.
 template <int K>
 __device__ __forceinline__ int taps(int runtime) { return K > 0 ? K : runtime; }
 
 template <int KH, int KW, typename I>
-__global__ void max_pool_fwd_v2(PoolShape s, const float* __restrict__ x, float* __restrict__ y,
+__global__ void max_pool_fwd(PoolShape s, const float* __restrict__ x, float* __restrict__ y,
                                 long long* __restrict__ idx, I total) {
   const int kh = taps<KH>(s.kh), kw = taps<KW>(s.kw);
   for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
@@ -156,7 +86,7 @@ __global__ void max_pool_fwd_v2(PoolShape s, const float* __restrict__ x, float*
     const int ow = static_cast<int>(i - q * s.ow), oh = static_cast<int>(q - plane * s.oh);
     const float* xp = x + (long long)plane * s.h * s.w;
     const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
-    int hs = h0, ws = w0;  // the first in-bounds tap, as v1 and PyTorch
+    int hs = h0, ws = w0;  // the first in-bounds tap, as PyTorch
     while (hs < 0) hs += s.dh;
     while (ws < 0) ws += s.dw;
     int arg = hs * s.w + ws;
@@ -200,7 +130,7 @@ __global__ void max_pool_fwd_v2(PoolShape s, const float* __restrict__ x, float*
 }
 
 template <int KH, int KW, typename I>
-__global__ void avg_pool_fwd_v2(PoolShape s, bool include_pad, int override_, const float* __restrict__ x,
+__global__ void avg_pool_fwd(PoolShape s, bool include_pad, int override_, const float* __restrict__ x,
                                 float* __restrict__ y, I total) {
   const int kh = taps<KH>(s.kh), kw = taps<KW>(s.kw);
   for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
@@ -210,7 +140,7 @@ __global__ void avg_pool_fwd_v2(PoolShape s, bool include_pad, int override_, co
     const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
     float sum = 0.f;
     if constexpr (KH > 0 && KW > 0) {
-      float v[KH][KW];  // taps in the padding read as 0 and add nothing, in v1's order
+      float v[KH][KW];  // taps in the padding read as 0 and add nothing, in the loop's order
 #pragma unroll
       for (int a = 0; a < KH; ++a)
 #pragma unroll
@@ -231,113 +161,6 @@ __global__ void avg_pool_fwd_v2(PoolShape s, bool include_pad, int override_, co
   }
 }
 
-// Forward v3 (kernel_version 3): a block owns a band of up to kBandRows output rows of one
-// plane; it first copies the input rows the band's windows cover into shared memory (float4
-// loads when W % 4 == 0, each input element read from device memory once per band, coalesced),
-// then each thread takes outputs of the band and reads its taps from shared memory. MAX picks
-// max pooling's rules, else average's (v2's order and divisor).
-constexpr int kBandRows = 8, kTileThreads = 256, kTileMaxBytes = 48 * 1024;
-
-template <bool MAX, int KH, int KW>
-__global__ void __launch_bounds__(kTileThreads)
-    pool_fwd_tile(PoolShape s, int band, int rows_in, bool vec4, bool include_pad, int override_,
-                  const float* __restrict__ x, float* __restrict__ y, long long* __restrict__ idx) {
-  extern __shared__ float4 tile4[];
-  float* tile = reinterpret_cast<float*>(tile4);
-  const int bands = (s.oh + band - 1) / band;
-  const long long plane = blockIdx.x / bands;
-  const int oh0 = static_cast<int>(blockIdx.x - plane * bands) * band;
-  const int r0 = oh0 * s.sh - s.ph;  // input row of the tile's first row (may be padding)
-  const float* xp = x + plane * s.h * s.w;
-  if (vec4) {
-    const int w4 = s.w / 4;
-    for (int e = threadIdx.x; e < rows_in * w4; e += blockDim.x) {
-      const int r = e / w4, ih = r0 + r;
-      if (ih >= 0 && ih < s.h) tile4[e] = reinterpret_cast<const float4*>(xp + (long long)ih * s.w)[e - r * w4];
-    }
-  } else {
-    for (int e = threadIdx.x; e < rows_in * s.w; e += blockDim.x) {
-      const int r = e / s.w, ih = r0 + r;
-      if (ih >= 0 && ih < s.h) tile[e] = xp[(long long)ih * s.w + (e - r * s.w)];
-    }
-  }
-  __syncthreads();
-  const int kh = taps<KH>(s.kh), kw = taps<KW>(s.kw);
-  const int n_out = (min(oh0 + band, s.oh) - oh0) * s.ow;
-  float* yp = y + (plane * s.oh + oh0) * s.ow;
-  for (int e = threadIdx.x; e < n_out; e += blockDim.x) {
-    const int r = e / s.ow, ow = e - r * s.ow, oh = oh0 + r;
-    const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
-    float acc = MAX ? -INFINITY : 0.f;
-    int arg = 0;
-    if constexpr (MAX) {
-      int hs = h0, ws = w0;  // the first in-bounds tap, as v1 and PyTorch
-      while (hs < 0) hs += s.dh;
-      while (ws < 0) ws += s.dw;
-      arg = hs * s.w + ws;
-    }
-    for (int a = 0; a < kh; ++a) {
-      const int ih = h0 + a * s.dh;
-      if (ih < 0 || ih >= s.h) continue;
-      const float* trow = tile + (ih - r0) * s.w;
-#pragma unroll
-      for (int b = 0; b < (KW > 0 ? KW : 1); ++b) {
-        for (int bb = b; bb < (KW > 0 ? b + 1 : kw); ++bb) {  // KW == 0: the run-time loop
-          const int iw = w0 + bb * s.dw;
-          if (iw < 0 || iw >= s.w) continue;
-          const float v = trow[iw];
-          if constexpr (MAX) {
-            if (v > acc || isnan(v)) {
-              acc = v;
-              arg = ih * s.w + iw;
-            }
-          } else {
-            acc += v;
-          }
-        }
-      }
-    }
-    if constexpr (MAX) {
-      yp[e] = acc;
-      idx[(plane * s.oh + oh0) * s.ow + e] = arg;
-    } else {
-      yp[e] = __fdividef(acc, avg_divisor(s, oh, ow, include_pad, override_));
-    }
-  }
-}
-
-// The band for v3: up to kBandRows output rows whose input rows fit kTileMaxBytes; 0 when not
-// even one row's does (then v2 runs).
-int tile_band(const PoolShape& s, int* rows_in) {
-  for (int band = std::min(kBandRows, s.oh); band >= 1; --band) {
-    const long long rows = (long long)(band - 1) * s.sh + (long long)(s.kh - 1) * s.dh + 1;
-    if (rows * s.w * 4 <= kTileMaxBytes) {
-      *rows_in = static_cast<int>(rows);
-      return band;
-    }
-  }
-  return 0;
-}
-
-template <bool MAX>
-bool launch_tile(const PoolShape& s, bool include_pad, int override_, std::uintptr_t x, std::uintptr_t y,
-                 std::uintptr_t idx, cudaStream_t st) {
-  int rows_in = 0;
-  const int band = tile_band(s, &rows_in);
-  const long long blocks = (long long)s.nc * ceil_div(s.oh, band);
-  if (band == 0 || blocks > 0x7fffffffLL) return false;
-  const bool vec4 = s.w % 4 == 0 && x % 16 == 0;
-  const size_t smem = (size_t)rows_in * s.w * sizeof(float);
-  auto go = [&](auto kh, auto kw) {
-    pool_fwd_tile<MAX, decltype(kh)::value, decltype(kw)::value><<<(unsigned)blocks, kTileThreads, smem, st>>>(
-        s, band, rows_in, vec4, include_pad, override_, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx));
-  };
-  if (s.kh == 2 && s.kw == 2) go(std::integral_constant<int, 2>{}, std::integral_constant<int, 2>{});
-  else if (s.kh == 3 && s.kw == 3) go(std::integral_constant<int, 3>{}, std::integral_constant<int, 3>{});
-  else go(std::integral_constant<int, 0>{}, std::integral_constant<int, 0>{});
-  return true;
-}
-
 // First and last window index (lo, hi) covering input coordinate a along one axis: windows
 // o with o*stride - pad <= a < o*stride - pad + k. Floor division: a + pad - k may be negative.
 struct Span {
@@ -351,13 +174,14 @@ __device__ __forceinline__ Span covering(int a, int k, int stride, int pad, int 
 
 // Average backward, gathered: a thread owns kAvgCols consecutive input columns of one row, so
 // the row's window span and the flat-index decomposition are computed once per kAvgCols
-// elements (v1 spent six run-time divisions per element), and writes a float4 when aligned.
+// elements (a thread per element spent six run-time divisions on each), and writes a float4
+// when aligned.
 constexpr int kAvgCols = 4;
 
 // ONE: windows do not overlap (kh <= sh, kw <= sw), so at most one covers an element and the
 // four columns' loads are independent, issued together rather than one window loop at a time.
 template <bool ONE, typename I>
-__global__ void avg_pool_bwd_v2(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
+__global__ void avg_pool_bwd_gather(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
                                 float* __restrict__ gx, I total_chunks, bool vec4) {
   const int chunks = (s.w + kAvgCols - 1) / kAvgCols;
   for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total_chunks; i += (I)gridDim.x * blockDim.x) {
@@ -395,10 +219,72 @@ __global__ void avg_pool_bwd_v2(PoolShape s, bool include_pad, int override_, co
   }
 }
 
+// Average backward where windows do not overlap (kh <= sh, kw <= sw), the usual case: at most
+// one window covers an element, found without a division per element. A thread owns
+// kDisjointCols consecutive columns of one input row: one division places the row in its window
+// row, one the first column, and the next columns step the (window, offset) pair along; the
+// divisor is the product of the window's row and column extents, as avg_divisor computes it.
+// Four run-time divisions per 8 elements (the gather kernel spends 12 per 4: it was ALU-bound).
+constexpr int kDisjointCols = 8;
+
+// Rows (or columns) of window o that count toward its divisor: avg_divisor's factor.
+__device__ __forceinline__ int window_extent(int o, int k, int stride, int pad, int n, bool include_pad) {
+  const int a0 = o * stride - pad, a1 = min(a0 + k, n + pad);
+  return include_pad ? a1 - a0 : min(a1, n) - max(a0, 0);
+}
+
+template <typename I>
+__global__ void avg_pool_bwd_disjoint(PoolShape s, bool include_pad, int override_, const float* __restrict__ gy,
+                                      float* __restrict__ gx, I total_chunks, bool vec4) {
+  const int chunks = (s.w + kDisjointCols - 1) / kDisjointCols;
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total_chunks; i += (I)gridDim.x * blockDim.x) {
+    const I row = i / chunks;  // plane * h + ih
+    const I plane = row / s.h;
+    const int ih = static_cast<int>(row - plane * s.h);
+    const int iw0 = static_cast<int>(i - row * chunks) * kDisjointCols;
+    const int th = ih + s.ph, oh = th / s.sh;
+    const bool row_hit = th - oh * s.sh < s.kh && oh < s.oh;
+    float out[kDisjointCols];
+    if (row_hit) {
+      const float* gp = gy + ((long long)plane * s.oh + oh) * s.ow;
+      const int eh = window_extent(oh, s.kh, s.sh, s.ph, s.h, include_pad);
+      const int tw = iw0 + s.pw;
+      int ow = tw / s.sw, r = tw - ow * s.sw;  // column iw0 + c is at offset r of window ow
+#pragma unroll
+      for (int c = 0; c < kDisjointCols; ++c) {
+        const bool hit = iw0 + c < s.w && r < s.kw && ow < s.ow;
+        const float g = hit ? gp[ow] : 0.f;
+        int div = override_;
+        if (div <= 0) {
+          const int ew = window_extent(ow, s.kw, s.sw, s.pw, s.w, include_pad);
+          div = include_pad || (eh > 0 && ew > 0) ? eh * ew : 1;
+        }
+        out[c] = hit ? __fdividef(g, static_cast<float>(div)) : 0.f;
+        if (++r == s.sw) {
+          r = 0;
+          ++ow;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int c = 0; c < kDisjointCols; ++c) out[c] = 0.f;
+    }
+    float* dst = gx + (long long)row * s.w + iw0;
+    if (vec4) {  // W % 4 == 0: the chunk's first 4 columns exist, the next 4 unless W ends there
+      *reinterpret_cast<float4*>(dst) = make_float4(out[0], out[1], out[2], out[3]);
+      if (iw0 + 4 < s.w) *reinterpret_cast<float4*>(dst + 4) = make_float4(out[4], out[5], out[6], out[7]);
+    } else {
+#pragma unroll
+      for (int c = 0; c < kDisjointCols; ++c)
+        if (iw0 + c < s.w) dst[c] = out[c];
+    }
+  }
+}
+
 // Max backward without a zero fill or global atomics: a block owns one plane, adds gy into
 // the plane held in shared memory at the saved indices (shared-memory atomics: windows may
 // overlap), then writes the plane once, float4 when aligned. Planes larger than shared memory
-// take v1's path.
+// take max_pool_bwd_atomic (a zero fill, then global atomics).
 constexpr int kPlaneThreads = 512;
 
 __global__ void max_pool_bwd_plane(int in_plane, int out_plane, const float* __restrict__ gy,
@@ -480,14 +366,8 @@ void max_pool2d_forward(const PoolShape& s, std::uintptr_t x, std::uintptr_t y, 
   const cudaStream_t st = as_stream(stream);
   const int blocks = grid_for(total, kThreads);
   with_index(total, [&](auto t) {
-    const int version = kernel_version("max_pool2d_forward");
-    if (version == 1) {
-      max_pool_fwd<<<blocks, kThreads, 0, st>>>(s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
-      return;
-    }
-    if (version == 3 && launch_tile<true>(s, false, 0, x, y, idx, st)) return;
     with_window(s, [&](auto kh, auto kw) {
-      max_pool_fwd_v2<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
+      max_pool_fwd<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
           s, dptr<const float>(x), dptr<float>(y), dptr<long long>(idx), t);
     });
   });
@@ -500,7 +380,7 @@ void max_pool2d_backward(const PoolShape& s, std::uintptr_t gy, std::uintptr_t i
   const long long in_plane = (long long)s.h * s.w;
   cudaStream_t st = as_stream(stream);
   const long long smem = 4 * in_plane;
-  if (kernel_version("max_pool2d_backward") == 2 && s.nc > 0 && in_plane > 0 && smem <= max_shared_bytes()) {
+  if (s.nc > 0 && in_plane > 0 && smem <= max_shared_bytes()) {
     if (smem > 48 * 1024)
       CUDA_CHECK(cudaFuncSetAttribute(max_pool_bwd_plane, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int threads = (int)std::min<long long>(kPlaneThreads, ceil_div<long long>(in_plane, 32) * 32);
@@ -513,8 +393,8 @@ void max_pool2d_backward(const PoolShape& s, std::uintptr_t gy, std::uintptr_t i
   CUDA_CHECK(cudaMemsetAsync(dptr<float>(gx), 0, sizeof(float) * (size_t)s.nc * s.h * s.w, st));
   if (total == 0) return;
   with_index(total, [&](auto t) {
-    max_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, st>>>(s, dptr<const float>(gy),
-                                                                 dptr<const long long>(idx), dptr<float>(gx), t);
+    max_pool_bwd_atomic<<<grid_for(total, kThreads), kThreads, 0, st>>>(
+        s, dptr<const float>(gy), dptr<const long long>(idx), dptr<float>(gx), t);
   });
   check_launch(describe("max_pool2d_backward", s));
 }
@@ -527,15 +407,8 @@ void avg_pool2d_forward(const PoolShape& s, bool count_include_pad, int divisor_
   const cudaStream_t st = as_stream(stream);
   const int blocks = grid_for(total, kThreads);
   with_index(total, [&](auto t) {
-    const int version = kernel_version("avg_pool2d_forward");
-    if (version == 1) {
-      avg_pool_fwd<<<blocks, kThreads, 0, st>>>(s, count_include_pad, divisor_override, dptr<const float>(x),
-                                                dptr<float>(y), t);
-      return;
-    }
-    if (version == 3 && launch_tile<false>(s, count_include_pad, divisor_override, x, y, 0, st)) return;
     with_window(s, [&](auto kh, auto kw) {
-      avg_pool_fwd_v2<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
+      avg_pool_fwd<decltype(kh)::value, decltype(kw)::value><<<blocks, kThreads, 0, st>>>(
           s, count_include_pad, divisor_override, dptr<const float>(x), dptr<float>(y), t);
     });
   });
@@ -548,21 +421,23 @@ void avg_pool2d_backward(const PoolShape& s, bool count_include_pad, int divisor
   const long long total = (long long)s.nc * s.h * s.w;
   if (total == 0) return;
   const cudaStream_t st = as_stream(stream);
-  if (kernel_version("avg_pool2d_backward") == 1) {
-    with_index(total, [&](auto t) {
-      avg_pool_bwd<<<grid_for(total, kThreads), kThreads, 0, st>>>(s, count_include_pad, divisor_override,
-                                                                   dptr<const float>(gy), dptr<float>(gx), t);
+  const bool disjoint = s.kh <= s.sh && s.kw <= s.sw;
+  if (disjoint && kernel_version("avg_pool2d_backward") == 3) {
+    const long long chunks = (long long)s.nc * s.h * ceil_div(s.w, kDisjointCols);
+    const bool vec4 = s.w % 4 == 0 && gx % 16 == 0;
+    with_index(chunks, [&](auto t) {
+      avg_pool_bwd_disjoint<<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
+          s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
     });
   } else {
     const long long chunks = (long long)s.nc * s.h * ceil_div(s.w, kAvgCols);
     const bool vec4 = s.w % kAvgCols == 0 && gx % 16 == 0;
-    const bool one = s.kh <= s.sh && s.kw <= s.sw;
     with_index(chunks, [&](auto t) {
-      if (one)
-        avg_pool_bwd_v2<true><<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
+      if (disjoint)
+        avg_pool_bwd_gather<true><<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
             s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
       else
-        avg_pool_bwd_v2<false><<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
+        avg_pool_bwd_gather<false><<<grid_for(chunks, kThreads), kThreads, 0, st>>>(
             s, count_include_pad, divisor_override, dptr<const float>(gy), dptr<float>(gx), t, vec4);
     });
   }

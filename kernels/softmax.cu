@@ -18,6 +18,11 @@
 //   v2 register-cached rows (copy 2871 GB/s that run): 16384 x 1024 forward 0.064 ms 2108 GB/s
 //      (73%), backward 0.092 ms (76%); 4096 x 16384 forward 0.209 ms (90%), backward 0.299 ms
 //      (94%). Short rows stay under 80%: a warp per 4 KB row leaves few bytes in flight.
+//   The same v2 on 2026-11-27 22:09 (bench/variants/membound.py, D2D 2886 GB/s), kernel time as
+//      10 calls back to back / 10: 16384 x 1024 forward 0.048 ms (0.97 of copy), 4096 x 16384
+//      0.183 ms (1.02). One call between events (as gpu_bench.py) took 0.059 ms (0.79) at
+//      16384 x 1024: the gap to the numbers above is the Python wrapper's host time (~11 us:
+//      moveaxis, ascontiguousarray, empty_like), not the kernel or the bytes in flight.
 #include "common.cuh"
 #include "kernels_nn.h"
 #include "nn_rows.cuh"

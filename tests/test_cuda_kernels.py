@@ -271,25 +271,18 @@ POOLS = [
     ((1, 2, 260, 260), (2, 2), (2, 2), (0, 0), (1, 1), False),  # a plane larger than shared memory
 ]
 
-# Pooling families and their newest kernel version (pyengine._C.set_kernel_version).
-POOL_FAMILIES = {"max_pool2d_forward": 3, "max_pool2d_backward": 2, "avg_pool2d_forward": 3,
-                 "avg_pool2d_backward": 2}
-
-
-@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
-def pool_version(request):
-    """Every pooling kernel at kernel version 1 (as of 2026-11-27), 2 or 3 (the reworks; a
-    family without a version 3 runs its version 2)."""
+@pytest.fixture(params=[2, 3], ids=["gather", "disjoint"])
+def avg_bwd_version(request):
+    """Average-pool backward at kernel_version 2 (the 4-column gather for every window shape)
+    or 3 (the default: the 8-column kernel where windows do not overlap)."""
     from pyengine import _C
-    for family, newest in POOL_FAMILIES.items():
-        _C.set_kernel_version(family, min(request.param, newest))
+    _C.set_kernel_version("avg_pool2d_backward", request.param)
     yield request.param
-    for family in POOL_FAMILIES:
-        _C.set_kernel_version(family, 0)
+    _C.set_kernel_version("avg_pool2d_backward", 0)
 
 
 @pytest.mark.parametrize("xshape,kernel,stride,padding,dilation,ceil_mode", POOLS)
-def test_max_pool2d_forward_backward(rng, xshape, kernel, stride, padding, dilation, ceil_mode, pool_version):
+def test_max_pool2d_forward_backward(rng, xshape, kernel, stride, padding, dilation, ceil_mode):
     x = f32(rng, *xshape)
     y_ref, i_ref = nb.max_pool2d(x.astype(np.float64), kernel, stride, padding, dilation, ceil_mode)
     y, idx = cb.max_pool2d(dev(x), kernel, stride, padding, dilation, ceil_mode, out=poisoned(y_ref.shape))
@@ -301,7 +294,7 @@ def test_max_pool2d_forward_backward(rng, xshape, kernel, stride, padding, dilat
     check(cb.max_pool2d_backward(dev(gy), idx, x.shape, out=poisoned(x.shape)), g_ref, what="max backward")
 
 
-def test_max_pool2d_nan_and_ties_as_pytorch(rng, pool_version):
+def test_max_pool2d_nan_and_ties_as_pytorch(rng):
     x = np.zeros((1, 1, 4, 4), np.float32) + 1.0  # ties everywhere: the first index wins
     x[0, 0, 1, 2] = np.nan                         # NaN wins its window
     y_ref, i_ref = nb.max_pool2d(x, (2, 2), (2, 2), (0, 0))
@@ -311,7 +304,7 @@ def test_max_pool2d_nan_and_ties_as_pytorch(rng, pool_version):
 
 
 @pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3)])
-def test_max_pool2d_nan_inf_and_padding_as_pytorch(rng, kernel, pool_version):
+def test_max_pool2d_nan_inf_and_padding_as_pytorch(rng, kernel):
     """NaN taps win (the last NaN of a window, as v1 and PyTorch), an all -inf window returns its
     first in-bounds tap, and padding never wins; the backward routes gy to those indices."""
     x = f32(rng, 2, 3, 9, 11)
@@ -337,9 +330,12 @@ def test_max_pool2d_nan_inf_and_padding_as_pytorch(rng, kernel, pool_version):
     ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), False),
     ((2, 3, 16, 32), (2, 2), (2, 2), (0, 0), False),  # W % 4 == 0: float4 stores in the backward
     ((1, 2, 20, 36), (3, 3), (2, 2), (1, 1), True),
+    ((2, 3, 20, 36), (2, 2), (2, 2), (1, 1), True),   # disjoint windows, padded, W % 8 == 4
+    ((1, 2, 9, 10), (2, 1), (3, 3), (1, 0), True),    # gaps between windows: uncovered inputs get 0
+    ((1, 3, 19, 37), (2, 3), (3, 4), (1, 1), True),
 ])
 def test_avg_pool2d_forward_backward(rng, xshape, kernel, stride, padding, ceil_mode, count_include_pad,
-                                     divisor_override, pool_version):
+                                     divisor_override, avg_bwd_version):
     x = f32(rng, *xshape)
     args = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
     y_ref = nb.avg_pool2d(x.astype(np.float64), *args)

@@ -135,27 +135,16 @@ def test_kernel_version_selection_is_checked():
     with pytest.raises(ValueError, match="unknown family 'softmax'"):
         _C.set_kernel_version("softmax", 1)
     with pytest.raises(ValueError, match=r"versions 1\.\.2"):
-        _C.set_kernel_version("cross_entropy_forward", 3)
-    _C.set_kernel_version("cross_entropy_forward", 1)
-    assert _C.kernel_version("cross_entropy_forward") == 1
-    _C.set_kernel_version("cross_entropy_forward", 0)
-    assert _C.kernel_version("cross_entropy_forward") in (1, 2)
-
-
-@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
-def xent_version(request):
-    """The cross-entropy kernels at kernel version 1 (as of 2026-11-27), 2 or 3 (the reworks;
-    the backward has no version 3 and runs its version 2 there)."""
-    from pyengine import _C
-    _C.set_kernel_version("cross_entropy_forward", request.param)
-    _C.set_kernel_version("cross_entropy_backward", min(request.param, 2))
-    yield request.param
-    _at_version(("cross_entropy_forward", "cross_entropy_backward"), 0)
+        _C.set_kernel_version("layer_norm_backward", 3)
+    _C.set_kernel_version("layer_norm_backward", 1)
+    assert _C.kernel_version("layer_norm_backward") == 1
+    _C.set_kernel_version("layer_norm_backward", 0)
+    assert _C.kernel_version("layer_norm_backward") == 2
 
 
 @pytest.mark.parametrize("classes", [9, 1024, 1031, 4100])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy_masked_nan_and_empty_rows(rng, classes, smoothing, xent_version):
+def test_cross_entropy_masked_nan_and_empty_rows(rng, classes, smoothing):
     """-inf logits (masked classes) add nothing, a NaN logit makes its row NaN, and a row of
     nothing but -inf gives lse = -inf and a NaN loss, as the NumPy reference."""
     n = 5
@@ -178,7 +167,7 @@ def test_cross_entropy_masked_nan_and_empty_rows(rng, classes, smoothing, xent_v
 
 @pytest.mark.parametrize("classes", ODD + ALIGNED + LONG)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy(rng, classes, smoothing, xent_version):
+def test_cross_entropy(rng, classes, smoothing):
     n = 33
     logits = f32(rng, n, classes) * 3
     target = rng.integers(0, classes, n)
@@ -195,7 +184,7 @@ def test_cross_entropy(rng, classes, smoothing, xent_version):
     assert not cp.asnumpy(g)[::5].any(), "ignored rows must get zero gradient"
 
 
-def test_cross_entropy_custom_ignore_index_and_scalar_gloss(rng, xent_version):
+def test_cross_entropy_custom_ignore_index_and_scalar_gloss(rng):
     logits = f32(rng, 17, 9)
     target = rng.integers(0, 9, 17)
     target[3] = 4

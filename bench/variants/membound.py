@@ -1,12 +1,14 @@
-"""Memory-bound kernels, version 1 (as of 2026-11-27) against the reworks, side by side.
+"""Memory-bound kernels: the versions that remain selectable side by side, and the others once.
 
     python3 bench/variants/membound.py [--reps 10]
 
-Families: max/avg pooling forward (versions 1-3; 3 stages input bands in shared memory) and
-backward, cross-entropy forward (1-3) and backward, layer norm backward (versions 1-2).
-pyengine._C.set_kernel_version picks the version of a family; every version runs through the same
-backend calls. Softmax and layer norm forward have one version; their rows show how much of a
-single call's time is the Python wrapper, not the kernel.
+pyengine._C.set_kernel_version picks the version of a family: average-pool backward 2 (a
+4-column gather for any window) or 3 (8 columns, windows that do not overlap), layer norm
+backward 1 (input kernel + two-stage column sums) or 2 (one fused pass). Every version runs
+through the same backend calls. The other families (max/avg pooling forward, max pooling
+backward, cross-entropy, softmax, layer norm forward) have one version since the 2026-11-27
+comparison (the kernel files' headers hold what the deleted ones measured); their rows also show
+how much of a single call's time is the Python wrapper, not the kernel.
 
 Each case runs every version on the same random normal inputs, checks the result against the
 NumPy backend in float64 (on a subset of planes / rows where the full size is slow on the CPU)
@@ -37,8 +39,7 @@ from pyengine.backend import cuda_backend as cb  # noqa: E402
 from pyengine.backend import numpy_backend as nb  # noqa: E402
 
 BATCH = 10  # calls per event pair for the kernel-only time
-VERSIONS = {"max_pool2d_forward": (1, 2, 3), "avg_pool2d_forward": (1, 2, 3),
-            "cross_entropy_forward": (1, 2, 3)}  # (1, 2) for the others
+VERSIONS = {"avg_pool2d_backward": (2, 3), "layer_norm_backward": (1, 2)}
 
 
 def median_ms(fn, reps, batch=1):
@@ -208,22 +209,22 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     for make in (pool_cases, xent_cases, norm_softmax_cases):
         for family, label, shape, nbytes, run, check in make():
-            for version in (VERSIONS.get(family, (1, 2)) if family else (0,)):
-                if family:
+            for version in VERSIONS.get(family, (0,)):
+                if version:
                     _C.set_kernel_version(family, version)
                 try:
                     err = check(run())
                     cp.cuda.Stream.null.synchronize()
                     call = median_ms(run, args.reps)
                     kern = median_ms(run, max(3, args.reps // 2), BATCH)
-                    rows.append((label, shape, f"v{version}" if family else "-", err, call, kern,
+                    rows.append((label, shape, f"v{version}" if version else "-", err, call, kern,
                                  nbytes / kern / 1e6 / ceiling, nbytes / call / 1e6 / ceiling))
                 except Exception as exc:  # one failing case must not lose the others' rows
-                    rows.append((label, shape, f"v{version}" if family else "-", float("nan"), float("nan"),
+                    rows.append((label, shape, f"v{version}" if version else "-", float("nan"), float("nan"),
                                  float("nan"), float("nan"), float("nan")))
                     print(f"{label} {shape} v{version}: {exc!r}", flush=True)
                 finally:
-                    if family:
+                    if version:
                         _C.set_kernel_version(family, 0)
                 r = rows[-1]
                 print(f"{r[0]} {r[1]} {r[2]}: err {r[3]:.1e} call {r[4]:.4f} ms kernel {r[5]:.4f} ms "
