@@ -2,35 +2,50 @@
 // (10-bit mantissa inputs, float32 accumulation), used when
 // pe.backends.cuda.matmul.allow_tf32 is True (off by default, as in PyTorch).
 //
-// Versions (each stays reachable by name through _C.matmul_tf32_variant for side-by-side runs):
-//   v2: mma.sync.m16n8k8 in 128 x 128 x 16 block tiles, 8 warps of 64 x 32, operands prefetched
-//       one tile ahead into registers (matmul_tile's strided loader), rounded to TF32 on the way
-//       into padded k-contiguous shared tiles, fragments through ldmatrix.x4. Below.
-//   v3: matmul_tf32_mma.cuh: cp.async 3-stage pipeline straight into swizzled shared
-//       tiles that keep each operand's global layout (16-byte copies for NN, NT, TN and TT),
-//       BK = 32, fragments by ldmatrix.x4 (k-contiguous tiles) or 16-byte LDS (row-contiguous
-//       ones), warp tiles 64 x 64 / 64 x 32 / 32 x 64, grouped block order for L2 reuse,
-//       block tiles "128x256" (8 warps of 64 x 64), "128x128" (8 of 64 x 32), "64x128" (4 of
-//       32 x 64; also with 4-byte copies for unaligned operands), the default ("auto") taking
-//       the biggest that gives every SM a block. Ranking only: "*rz" tiles hand the mma
-//       unrounded floats (the tensor cores truncate them) instead of rounding each fragment
-//       with cvt.rna (four instructions per register, as many as the mma), "128x256s4" has 4
-//       stages (192 KiB of shared memory: H100, not A100), "64x64" (4 warps of 32 x 32) makes
-//       4x the blocks of 128x128 for small problems, "128x128w4rz" (4 warps of 64 x 64, two
-//       blocks per SM) and "256x128rz" (8 warps of 64 x 64) fit 255 registers only unrounded.
-//       Registers (sm_90, ptxas): 128x256 216-254, 128x128 176-237, 64x128 174-255; no spills
-//       but 32 bytes in 128x256's x @ w.T instances (two 8-byte reloads per k tile).
-// Not yet: wgmma (sm_90a), TMA.
+// Versions, reachable by name through _C.matmul_tf32_variant for side-by-side runs; the ones
+// marked "ranking only" are built only with -DPYENGINE_KERNEL_VARIANTS=ON (CMake option):
+//   v2 (ranking only): mma.sync.m16n8k8 in 128 x 128 x 16 block tiles, 8 warps of 64 x 32,
+//       operands prefetched one tile ahead into registers (matmul_tile's strided loader),
+//       rounded to TF32 on the way into padded k-contiguous shared tiles, ldmatrix.x4 fragments.
+//   v3 (matmul_tf32_mma.cuh): cp.async 3-stage pipeline straight into swizzled shared tiles
+//       that keep each operand's global layout (16-byte copies for NN, NT, TN and TT; 4-byte
+//       copies when an operand is unaligned), BK = 32, fragments by ldmatrix.x4 (k-contiguous
+//       tiles) or 16-byte LDS (row-contiguous ones), grouped block order for L2 reuse, fp32
+//       accumulators, bias/activation epilogue with float4 stores. Block tiles by name:
+//       BMxBN, "w4" = 4 warps of 64 x 64 (else 8 warps), "rz" = the float32 operands go to the
+//       mma unrounded and the tensor cores truncate them (else each fragment register is
+//       rounded with cvt.rna: four instructions each, about one per mma, 20-35% slower),
+//       "s4" = 4 stages. The default ("auto"): 128x128w4rz (two blocks per SM) when it gives
+//       every SM a block, else 64x128rz (4 warps of 32 x 64); 64x128rz-4byte for unaligned
+//       operands. Truncation keeps every product within 2^-9 of itself; measured max error
+//       6.8e-5 of |A row| |B col| at 4096^3 (cuBLAS TF32 2.5e-5, as the rounding tiles).
+//       Registers (sm_90 and sm_80, ptxas): default tiles 158-247, no spills; ranking tiles
+//       up to 255 with 32-76 bytes of spills in the rounding 128x256 x @ w.T instances.
+// Not yet: wgmma (sm_90a) and TMA: cuBLAS's 4096^3 runs at ~370 TFLOP/s, beyond what
+// mma.sync reached here (183).
 //
-// Measured (CUDA events, median; ratio to cuBLAS with TF32 on):
-//   v1 (scalar fragment loads) H100 80GB HBM3, 2026-11-27: 1024^3 15.9 TFLOP/s = 0.34 x cuBLAS
-//      TF32 (47.3); 4096^3 52.9 TFLOP/s = 0.16 x cuBLAS TF32 (340).
-//   v2 (ldmatrix), same card and day: 1024^3 20.1 TFLOP/s = 0.30 x cuBLAS TF32 (67.6);
-//      4096^3 55.5 TFLOP/s = 0.15 x cuBLAS TF32 (381): fragment loads were not the limit.
-//      One 8-warp block per SM (161 registers) and a barrier every 32 mma per warp left the
-//      global-load latency exposed.
-//   v3: not yet measured on a GPU (bench/variants/tf32.py ranks every block tile against v2
-//      and cuBLAS TF32).
+// Measured (bench/variants/tf32.py, H100 80GB HBM3, 2026-11-27, CUDA events, median; ratio =
+// cuBLAS TF32 ms / ours, cuBLAS through CuPy with its TF32 compute type):
+//   v1 (scalar fragment loads): 1024^3 15.9 TFLOP/s = 0.34 x cuBLAS TF32 (47.3); 4096^3
+//      52.9 TFLOP/s = 0.16 x (340).
+//   v2: 4096^3 NN 2.444 ms = 56 TFLOP/s = 0.15 x cuBLAS (0.372 ms), NT 1.697 ms = 0.22 x;
+//      2048^3 0.327 ms = 0.22 x; 1024^3 0.0861 ms = 0.44 x; 3001^3 (unaligned) 1.353 ms = 0.42 x.
+//   v3, same run:          4096 NN   4096 NT   2048 NN   1024 NN   (ms; x cuBLAS TF32)
+//      128x128w4rz (auto)  0.887     0.751     0.1288    0.0524
+//                          0.42 x    0.49 x    0.56 x    0.73 x
+//      64x128rz (auto)     0.962     0.969     0.1371    0.0377
+//                          0.39 x    0.38 x    0.53 x    1.01 x
+//      128x256rz           0.860     0.786     0.1256    0.0689   (ranking only)
+//      256x128rz           0.901     0.813     0.1306    0.0710   (ranking only)
+//      128x256 (rounded)   1.057     1.096     0.1467    0.0801   (ranking only)
+//      128x256s4           1.124     1.094     0.1473    0.0795   (ranking only)
+//      128x128 / rz        1.260 / 0.993  1.603 / 0.964  0.1755 / 0.1426  0.0529 / 0.0455
+//      64x128 (rounded)    1.227     1.464     0.1726    0.0405   (ranking only)
+//      64x64 (rounded)     1.460     1.578     0.2030    0.0413   (ranking only)
+//      64x128-4byte, rounded (the then default for unaligned operands): 3001^3 0.936 ms = 0.61 x
+//      cuBLAS (0.572 ms), 1.45x v2. cuBLAS TF32: 4096 NN 0.372 ms (369 TFLOP/s), NT 0.366,
+//      2048 0.0725, 1024 0.0381. Issue #6's target (>= 0.75 x cuBLAS TF32) is met at 1024^3
+//      only; at 4096^3 the best tile reaches 0.43-0.49 x.
 #include "common.cuh"
 #include "kernels_core.h"
 #include "matmul_tf32_mma.cuh"
@@ -43,6 +58,7 @@
 
 namespace pyengine {
 namespace {
+#if PYENGINE_KERNEL_VARIANTS
 namespace v2 {
 
 constexpr int TBM = 128, TBN = 128, TBK = 16, PITCH = TBK + 4, THREADS = 256;
@@ -184,6 +200,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 }
 
 }  // namespace v2
+#endif  // PYENGINE_KERNEL_VARIANTS
 
 struct Problem {
   int batch, m, n, k;
@@ -198,9 +215,9 @@ long long tiles(const Problem& p, int bm, int bn) {
   return (long long)ceil_div(p.m, bm) * ceil_div(p.n, bn) * p.batch;
 }
 
-// Which fused activations a tile is built with: all, none and relu (the 128 x 256 tile spills
-// registers computing GELU), or none (tiles that only the benchmark ranks).
-enum Acts { ALL_ACTS, NO_GELU, NO_ACT };
+// Which fused activations a tile is built with: all (the default's tiles), or none (tiles that
+// only the benchmark ranks).
+enum Acts { ALL_ACTS, NO_ACT };
 
 // Calls f(a_k, b_k, epi) (a_k, b_k as std::integral_constant<bool, ...>) for the problem's
 // layout and epilogue. Fused activations are built for linear()'s layout only (A row-major, B
@@ -219,10 +236,6 @@ void dispatch(const Problem& p, bool cvec, F&& f) {
       run(std::integral_constant<int, ACT_NONE>());
     } else if constexpr (ACTS == NO_ACT) {
       throw std::invalid_argument("matmul (tf32): this tile has no fused activation ('auto' has)");
-    } else if (p.act == ACT_RELU) {
-      run(std::integral_constant<int, ACT_RELU>());
-    } else if constexpr (ACTS == NO_GELU) {
-      throw std::invalid_argument("matmul (tf32): this tile has no fused GELU epilogue ('auto' has)");
     } else {
       with_epilogue_act(p.act, run);
     }
@@ -238,6 +251,7 @@ void dispatch(const Problem& p, bool cvec, F&& f) {
 
 bool operands_vec(const Problem& p) { return mat_vec_ok(p.a) && mat_vec_ok(p.b); }
 
+#if PYENGINE_KERNEL_VARIANTS
 void launch_v2(const Problem& p) {
   const dim3 grid(ceil_div(p.n, v2::TBN), ceil_div(p.m, v2::TBM), p.batch < 65535 ? p.batch : 65535);
   const bool vec = operands_vec(p);
@@ -250,6 +264,7 @@ void launch_v2(const Problem& p) {
       v2::v2_kernel<AK, BK, false><<<grid, v2::THREADS, 0, p.st>>>(p.batch, p.m, p.n, p.k, p.a, p.b, epi);
   });
 }
+#endif  // PYENGINE_KERNEL_VARIANTS
 
 int max_smem_optin() {
   static int bytes = 0;
@@ -294,37 +309,35 @@ void launch_v3(const Problem& p) {
   });
 }
 
-//                        BM   BN  WM  WN  STAGES  blocks/SM (launch bounds)
+//                        BM   BN  WM  WN  STAGES  blocks/SM  ROUND
+// The default's tiles (measured best, H100, 2026-11-27; see the header).
+using T128x128w4rz = tf32mma::Config<128, 128, 64, 64, 3, 2, false>;
+using T64x128rz = tf32mma::Config<64, 128, 32, 64, 3, 2, false>;
+#if PYENGINE_KERNEL_VARIANTS
+// Ranking only (they lost; built with -DPYENGINE_KERNEL_VARIANTS=ON).
 using T128x256 = tf32mma::Config<128, 256, 64, 64, 3, 1>;
 using T128x256rz = tf32mma::Config<128, 256, 64, 64, 3, 1, false>;
 using T128x256s4 = tf32mma::Config<128, 256, 64, 64, 4, 1>;
+using T256x128rz = tf32mma::Config<256, 128, 64, 64, 3, 1, false>;
 using T128x128 = tf32mma::Config<128, 128, 64, 32, 3, 1>;
+using T128x128rz = tf32mma::Config<128, 128, 64, 32, 3, 1, false>;
 using T64x128 = tf32mma::Config<64, 128, 32, 64, 3, 2>;
 using T64x64 = tf32mma::Config<64, 64, 32, 32, 3, 3>;
-using T128x128rz = tf32mma::Config<128, 128, 64, 32, 3, 1, false>;
-using T64x128rz = tf32mma::Config<64, 128, 32, 64, 3, 2, false>;
-using T128x128w4rz = tf32mma::Config<128, 128, 64, 64, 3, 2, false>;
-using T256x128rz = tf32mma::Config<256, 128, 64, 64, 3, 1, false>;
+#endif
 
-// The default: the biggest tile that still gives every SM a block (GELU epilogues: at most
-// 128 x 128); unaligned operands take 4-byte copies in 64 x 128 tiles.
+// The default: 128 x 128 tiles of 4 warps (two blocks per SM) when they give every SM a
+// block, else 64 x 128 (twice the blocks); unaligned operands take 4-byte copies in 64 x 128.
 const char* launch_auto(const Problem& p) {
   if (!operands_vec(p)) {
-    launch_v3<T64x128, false>(p);
-    return "64x128 (4-byte copies)";
+    launch_v3<T64x128rz, false>(p);
+    return "64x128rz-4byte";
   }
-  const long long sms = tile::sm_count();
-  const bool gelu = p.act != ACT_NONE && p.act != ACT_RELU;
-  if (!gelu && tiles(p, 128, 256) >= sms) {
-    launch_v3<T128x256, true, NO_GELU>(p);
-    return "128x256";
+  if (tiles(p, 128, 128) >= tile::sm_count()) {
+    launch_v3<T128x128w4rz, true>(p);
+    return "128x128w4rz";
   }
-  if (tiles(p, 128, 128) >= sms) {
-    launch_v3<T128x128, true>(p);
-    return "128x128";
-  }
-  launch_v3<T64x128, true>(p);
-  return "64x128";
+  launch_v3<T64x128rz, true>(p);
+  return "64x128rz";
 }
 
 struct Variant {
@@ -333,18 +346,21 @@ struct Variant {
 };
 
 const Variant kVariants[] = {
+    {"128x128w4rz", launch_v3<T128x128w4rz, true>},
+    {"64x128rz", launch_v3<T64x128rz, true>},
+    {"64x128rz-4byte", launch_v3<T64x128rz, false>},
+#if PYENGINE_KERNEL_VARIANTS
     {"v2", launch_v2},
-    {"128x256", launch_v3<T128x256, true, NO_GELU>},
+    {"128x256", launch_v3<T128x256, true, NO_ACT>},
     {"128x256rz", launch_v3<T128x256rz, true, NO_ACT>},
     {"128x256s4", launch_v3<T128x256s4, true, NO_ACT>},
-    {"128x128", launch_v3<T128x128, true>},
-    {"64x128", launch_v3<T64x128, true>},
-    {"64x128-4byte", launch_v3<T64x128, false>},
-    {"64x64", launch_v3<T64x64, true, NO_ACT>},
-    {"128x128rz", launch_v3<T128x128rz, true, NO_ACT>},
-    {"64x128rz", launch_v3<T64x128rz, true, NO_ACT>},
-    {"128x128w4rz", launch_v3<T128x128w4rz, true, NO_ACT>},
     {"256x128rz", launch_v3<T256x128rz, true, NO_ACT>},
+    {"128x128", launch_v3<T128x128, true, NO_ACT>},
+    {"128x128rz", launch_v3<T128x128rz, true, NO_ACT>},
+    {"64x128", launch_v3<T64x128, true, NO_ACT>},
+    {"64x128-4byte", launch_v3<T64x128, false, NO_ACT>},
+    {"64x64", launch_v3<T64x64, true, NO_ACT>},
+#endif
 };
 
 std::string describe(const char* kernel, const Problem& p) {

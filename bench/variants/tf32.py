@@ -2,8 +2,9 @@
 
     python3 bench/variants/tf32.py [--budget SECONDS]
 
-Every version of _C.matmul_tf32_variants() ("auto" is what matmul runs with allow_tf32; "v2"
-the previous kernel; the others v3's block tiles) against cuBLAS TF32 (CuPy's matmul with its
+Every version of _C.matmul_tf32_variants() ("auto" is what matmul runs with allow_tf32, and
+its tiles by name; with -DPYENGINE_KERNEL_VARIANTS=ON also "v2", the previous kernel, and the
+v3 tiles that lost) against cuBLAS TF32 (CuPy's matmul with its
 float32 compute type set to TF32; PyTorch with allow_tf32 if CuPy's result shows no TF32
 rounding) at 4096^3 (NN: both row-major, and NT: B column-major, linear()'s x @ w.T), 1024^3,
 2048^3 (NN) and 3001^3 (NN, leading dimensions that are not multiples of 4: only the versions
@@ -33,8 +34,8 @@ import pyengine._C as C  # noqa: E402
 
 CASES = [(4096, "NN"), (4096, "NT"), (1024, "NN"), (2048, "NN"), (3001, "NN")]
 REPS = {4096: 7, 2048: 10, 1024: 20, 3001: 5}
-ORDER = ["auto", "128x256", "v2", "128x256rz", "128x128w4rz", "256x128rz", "128x128", "128x128rz", "64x128",
-         "64x128rz", "64x64", "128x256s4", "64x128-4byte"]
+ORDER = ["auto", "128x128w4rz", "64x128rz", "64x128rz-4byte", "v2", "128x256rz", "256x128rz", "128x256",
+         "128x128rz", "128x128", "64x128", "64x64", "128x256s4", "64x128-4byte"]
 OK = 2.5e-3
 
 
