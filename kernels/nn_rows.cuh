@@ -38,7 +38,9 @@ __device__ __forceinline__ MaxSum maxsum_push(MaxSum a, float x) {
 
 __device__ __forceinline__ MaxSum maxsum_merge(MaxSum a, MaxSum b) {
   const float m = fmaxf(a.m, b.m);
-  if (m == -CUDART_INF_F) return {m, 0.f};
+  // Neither side has seen a value above -inf: each sum is 0, or NaN after a NaN input, which
+  // must survive the merge (a NaN-only lane meeting an empty one used to come back as 0).
+  if (m == -CUDART_INF_F) return {m, a.s + b.s};
   return {m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
 }
 

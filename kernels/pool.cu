@@ -381,8 +381,7 @@ void max_pool2d_backward(const PoolShape& s, std::uintptr_t gy, std::uintptr_t i
   cudaStream_t st = as_stream(stream);
   const long long smem = 4 * in_plane;
   if (s.nc > 0 && in_plane > 0 && smem <= max_shared_bytes()) {
-    if (smem > 48 * 1024)
-      CUDA_CHECK(cudaFuncSetAttribute(max_pool_bwd_plane, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CUDA_CHECK(cudaFuncSetAttribute(max_pool_bwd_plane, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int threads = (int)std::min<long long>(kPlaneThreads, ceil_div<long long>(in_plane, 32) * 32);
     const bool vec4 = in_plane % 4 == 0 && gx % 16 == 0;
     max_pool_bwd_plane<<<s.nc, threads, (size_t)smem, st>>>((int)in_plane, s.oh * s.ow, dptr<const float>(gy),

@@ -110,8 +110,8 @@ __global__ void __launch_bounds__(row_threads<G>(), G == 32 ? 8 : 3)
     out = 0.f;
   else if (tgt < 0 || tgt >= classes)
     out = CUDART_NAN_F;
-  else
-    out = (1.f - smoothing) * (l - xr[tgt]) + smoothing * (l - sum_x / classes);
+  else  // the smoothing term only when asked for: with -inf logits it is inf, and 0 * inf NaN
+    out = (1.f - smoothing) * (l - xr[tgt]) + (smoothing != 0.f ? smoothing * (l - sum_x / classes) : 0.f);
   loss[row] = out;
   lse[row] = l;
 }
