@@ -39,7 +39,7 @@ t0=$(date +%s)
 export PYENGINE_CUDA=ON  # pyproject passes it to CMake: no silent CUDA-less build
 export CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90 -Dpybind11_DIR=$(python3 -m pybind11 --cmakedir)"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-16}
-if ! timeout "$(stage_timeout 120 120)" python3 -m pip install --no-build-isolation --no-deps -v . >"$OUT/build.log" 2>&1; then
+if ! timeout "$(stage_timeout 150 60)" python3 -m pip install --no-build-isolation --no-deps -v . >"$OUT/build.log" 2>&1; then
   say "BUILD FAILED; the compiler said:"
   grep -E "error|Error|FAILED" "$OUT/build.log" | head -40 | tee -a "$LOG"
   tail -30 "$OUT/build.log" | tee -a "$LOG"
@@ -91,7 +91,8 @@ skip() { [[ " ${DEVICE_CHECK_SKIP:-} " == *" $1 "* ]]; }
 say "5. benchmarks"
 t0=$(date +%s)
 if skip bench; then record benchmarks skipped "$t0"; else
-timeout "$(stage_timeout 90 60)" python3 bench/gpu_bench.py --quick --out "$OUT/bench.json" \
+BENCH_RESERVE=60; skip suite && skip demo && BENCH_RESERVE=3
+timeout "$(stage_timeout 90 "$BENCH_RESERVE")" python3 bench/gpu_bench.py --quick --out "$OUT/bench.json" \
   --summary "$OUT/summary.md" >>"$LOG" 2>&1
 rc=$?
 record benchmarks "$( ((rc == 0)) && echo ok || echo "rc=$rc")" "$t0"
