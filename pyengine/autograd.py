@@ -8,11 +8,12 @@ topological order and accumulates into the leaves' ``.grad``, as PyTorch does.
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 
 import numpy as np
 
-from .backend import get_backend
+from .backend import _MODULES, get_backend, get_cuda_kernels
 
 _grad_enabled = True
 _anomaly = False
@@ -221,13 +222,16 @@ _backends = {}
 
 
 def backend_for(device):
-    """get_backend, cached for the CPU (the GPU one follows pe.backends.cuda.set_kernels)."""
-    if device == "cpu":
-        mod = _backends.get("cpu")
-        if mod is None:
-            mod = _backends["cpu"] = get_backend("cpu")
-        return mod
-    return get_backend(device)
+    """get_backend, cached per device and, on the GPU, per kernel provider (it follows
+    pe.backends.cuda.set_kernels): get_backend's import_module costs a microsecond or two,
+    and every op and every graph node asks."""
+    name = _MODULES.get("numpy" if device == "cpu" else get_cuda_kernels() if device == "cuda" else None)
+    mod = _backends.get(name)
+    # Checked against sys.modules: a test may swap a backend module for a stand-in.
+    if mod is None or sys.modules.get(name) is not mod:
+        mod = get_backend(device)
+        _backends[name] = mod
+    return mod
 
 
 def _toposort(root):
