@@ -3,27 +3,28 @@
 //   delta = rowsum(dO * O);  dV = P^T dO;  dP = dO V^T;  dS = P * (dP - delta);
 //   dQ = scale * dS K;  dK = scale * dS^T Q.
 //
-// Technique: three launches, no atomics (deterministic). (1) a warp per query row computes
-// delta. (2) one block per 64 keys keeps K, V and its dK, dV accumulators on chip and walks
-// the query tiles (from the diagonal on when causal): S^T, P^T, dV += P^T dO, dP^T, dS^T,
-// dK += dS^T Q, with P^T and dS^T passing through one shared 64 x 64 tile. (3) one block per
-// 64 queries walks the key tiles and accumulates dQ += dS K, recomputing S and dP (two more
-// tile products than an atomic dQ, but no contention and no zero-fill). The l x s matrix is
-// never in device memory. Rows whose keys are all masked get zero gradients (PyTorch gives
-// NaN there, from its NaN forward).
+// Technique (v3, the default): two launches. (1) a warp per query row computes delta. (2) one
+// block per 64 keys keeps K, V and its dK, dV accumulators on chip and walks the query tiles
+// (from the diagonal on when causal), the next tile's Q, dO, lse and delta fetched by cp.async
+// into a second buffer while this one is computed: S^T, P^T, dV += P^T dO, dP^T, dS^T, dK +=
+// dS^T Q, then dS (transposed through the same shared tile) times K added into dQ with
+// atomics (dQ zeroed first), so no second pass recomputes S and dP. The mask is evaluated only
+// on tiles that need it. dQ's sums run in whatever order the blocks finish: not bitwise
+// deterministic from run to run (the float32 rounding differs; tests compare with float64).
+// Where the device lacks the shared memory for the second buffer (D = 128 on an A100) the
+// same pass runs without the prefetch. The l x s matrix is never in device memory. Rows whose
+// keys are all masked get zero gradients (PyTorch gives NaN there, from its NaN forward).
 //
-// Measured on an H100 80GB HBM3 (driver 580.159.04, 2026-11-27, bench/gpu_bench_nn.py;
-// B=8 H=16 T=2048 d=64, FLOPs 2.5 x forward):
-//   v2 float4 shared-memory reads: 21.4 ms = 16.0 TFLOP/s non-causal, 11.1 ms = 15.5 TFLOP/s
-//      causal; torch 2.11 fp32 SDPA backward 10.3 / 5.75 ms (ours 0.48x / 0.52x). The two
-//      tile kernels run at 168 registers (one 256-thread block per SM); the separate dQ pass
-//      recomputes S and dP (7 tile products instead of 5).
-//   candidate 1 (attention_backward_variant 1): the kv pass also adds dQ with atomics (gq
-//      zeroed first; not deterministic); not yet measured on a GPU.
-//   candidate 2: 1 with the next Q / dO tile prefetched by cp.async (double buffer; 1 where the
-//      device lacks the shared memory, D = 128 on an A100) and masks only on edge tiles; not
-//      yet measured on a GPU. attention_backward runs
-//      version kAttnBwdDefault (kernels_variants.h).
+// Measured on an H100 80GB HBM3 (driver 580.159.04, B=8 H=16 T=2048 d=64, FLOPs 2.5 x forward):
+//   v2 kv pass + separate dQ pass recomputing S and dP, deterministic (ranking version 0, built
+//      only with PYENGINE_KERNEL_VARIANTS): 21.4 / 11.1 ms (bench/gpu_bench_nn.py, earlier);
+//      20.5 ms = 16.7 TFLOP/s non-causal, 10.8 ms causal (bench/variants/attention.py,
+//      2026-11-27 22:09 UTC); torch 2.11 fp32 SDPA backward 10.5 / 5.93 ms.
+//   version 1, kv pass with atomic dQ, no prefetch (ranking only): 15.8 / 8.20 ms.
+//   v3 = version 2 (default): 14.5 ms = 23.6 TFLOP/s (0.72x torch), causal 7.45 ms (0.80x);
+//      max abs error against torch's gradients 2.4e-6 / 1.8e-5. 168 registers at D = 64 (sm_90
+//      and sm_80), 201 / 189 at D = 128, no spills; one 256-thread block per SM (122 KB of
+//      shared memory at D = 64). Next: 128-key blocks (twice the work per Q/dO load).
 #include "attention_tile.cuh"
 #include "kernels_variants.h"
 #include "nn_rows.cuh"
@@ -310,6 +311,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
   }
 }
 
+#if PYENGINE_KERNEL_VARIANTS
 template <int D>
 __global__ void __launch_bounds__(kAttnThreads, 1)
     attn_bwd_q_kernel(AttnShape a, AttnMask mk, const float* __restrict__ q, const float* __restrict__ k,
@@ -384,6 +386,7 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
     }
   }
 }
+#endif  // PYENGINE_KERNEL_VARIANTS
 
 int smem_optin() {
   static int bytes = 0;
@@ -401,17 +404,8 @@ std::string desc(const char* name, const AttnShape& a, const AttnMask& mk) {
          (a.causal ? " causal" : "") + " mask_kind=" + std::to_string(mk.kind);
 }
 
-}  // namespace
-
-void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
-                        std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
-                        std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
-                        std::uintptr_t stream) {
-  if (kAttnBwdDefault != 0)
-    return attention_backward_variant(kAttnBwdDefault, a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
-  attention_backward_v2(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
-}
-
+#if PYENGINE_KERNEL_VARIANTS
+// Version 0 (v2): the kv pass and a separate dQ pass, deterministic.
 void attention_backward_v2(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
                            std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
                            std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
@@ -445,10 +439,16 @@ void attention_backward_v2(const AttnShape& a, const AttnMask& mask, std::uintpt
     }
   });
 }
+#endif  // PYENGINE_KERNEL_VARIANTS
 
-}  // namespace pyengine
+}  // namespace
 
-namespace pyengine {
+void attention_backward(const AttnShape& a, const AttnMask& mask, std::uintptr_t q, std::uintptr_t k,
+                        std::uintptr_t v, std::uintptr_t out, std::uintptr_t lse, std::uintptr_t gout,
+                        std::uintptr_t delta, std::uintptr_t gq, std::uintptr_t gk, std::uintptr_t gv,
+                        std::uintptr_t stream) {
+  attention_backward_variant(kAttnBwdDefault, a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+}
 
 std::vector<std::string> attention_backward_variant_names() {
   return {"v2 kv + q passes", "kv pass + atomic dq", "kv pass + atomic dq, cp.async Q/dO"};
@@ -461,17 +461,22 @@ void attention_backward_variant(int variant, const AttnShape& a, const AttnMask&
   if (variant < 0 || variant > 2)
     throw std::invalid_argument("attention_backward_variant: variant " + std::to_string(variant) +
                                 " not in [0, 3)");
+  if (!PYENGINE_KERNEL_VARIANTS && variant != kAttnBwdDefault)
+    throw std::invalid_argument("attention_backward_variant: version " + std::to_string(variant) +
+                                " is ranking-only; build with PYENGINE_KERNEL_VARIANTS=ON");
+#if PYENGINE_KERNEL_VARIANTS
   if (variant == 0) return attention_backward_v2(a, mask, q, k, v, out, lse, gout, delta, gq, gk, gv, stream);
+#endif
   if (a.bh <= 0 || (a.l <= 0 && a.s <= 0)) return;
   if (a.e > kAttnMaxHeadDim || a.ev > kAttnMaxHeadDim)
-    throw std::invalid_argument(desc("attention_backward_variant: head dims over 128 are not supported,", a, mask));
+    throw std::invalid_argument(desc("attention_backward: head dims over 128 are not supported,", a, mask));
   const cudaStream_t st = as_stream(stream);
   const long long rows = (long long)a.bh * a.l;
   if (rows > 0) {
     CUDA_CHECK(cudaMemsetAsync(dptr<float>(gq), 0, sizeof(float) * rows * a.e, st));
     attn_delta_kernel<<<(unsigned)ceil_div<long long>(rows, rows_per_block<32>()), row_threads<32>(), 0, st>>>(
         dptr<const float>(gout), dptr<const float>(out), dptr<float>(delta), rows, a.ev);
-    check_launch(desc("attention_backward_variant (delta)", a, mask));
+    check_launch(desc("attention_backward (delta)", a, mask));
   }
   if (a.s <= 0) return;
   attn_dispatch_d(a.e, a.ev, [&](auto dc) {
@@ -492,8 +497,8 @@ void attention_backward_variant(int variant, const AttnShape& a, const AttnMask&
         a, mask, dptr<const float>(q), dptr<const float>(k), dptr<const float>(v), dptr<const float>(lse),
         dptr<const float>(gout), dptr<const float>(delta), dptr<float>(gk), dptr<float>(gv), dptr<float>(gq));
   });
-  check_launch(desc(variant == 2 ? "attention_backward_variant (kv pass + atomic dq, cp.async)"
-                                  : "attention_backward_variant (kv pass + atomic dq)",
+  check_launch(desc(variant == 2 ? "attention_backward (kv pass + atomic dq, cp.async)"
+                                  : "attention_backward (kv pass + atomic dq)",
                     a, mask));
 }
 

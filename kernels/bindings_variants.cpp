@@ -1,6 +1,6 @@
-// pybind11 bindings of the candidate kernel versions (kernels_variants.h): each family's
-// *_variant_names() and a launcher taking the production launcher's arguments plus `variant`
-// (0 = the production kernel). Used by bench/variants/*.py and tests/test_cuda_variants.py.
+// pybind11 bindings of the ranked kernel versions (kernels_variants.h): each family's
+// *_variant_names(), its default version and a launcher taking the production launcher's
+// arguments plus `variant`. Used by bench/variants/*.py and tests/test_cuda_variants.py.
 #include "bindings_variants.h"
 
 #include "kernels_variants.h"
@@ -16,6 +16,9 @@ void bind_variants(py::module_& m) {
   using namespace pyengine;
   using namespace pybind11::literals;
 
+  m.def("kernel_variants_built", [] { return PYENGINE_KERNEL_VARIANTS != 0; },
+        "Whether the ranking-only kernel versions were compiled (CMake PYENGINE_KERNEL_VARIANTS=ON); "
+        "without them each *_variant launcher takes only its family's default version.");
   m.attr("attention_forward_variant_default") = kAttnFwdDefault;
   m.attr("attention_backward_variant_default") = kAttnBwdDefault;
   m.attr("sgemm_variant_default") = kSgemmDefault;

@@ -17,12 +17,12 @@
 //   v2 (tile chosen by SM fill), same card and day: 1024^3 20.6 TFLOP/s = 0.68 x cuBLAS (30.2);
 //      4096^3 38.5 TFLOP/s = 0.75 x cuBLAS (51.5). Target 0.9 / 0.8 not met yet: next, a
 //      cp.async multi-stage pipeline and 2 blocks per SM at 4096 (now 1 block, ~150 registers).
-//   v3 candidates (sgemm_variants.cu: warp tiling, cp.async 3-4 stages, grouped rasterisation):
-//      not yet measured on a GPU. matmul() hands large row-major-A problems to candidate
-//      kSgemmDefault (kernels_variants.h; 0 = none, this file's kernel).
+//   Same card, 2026-11-27 22:09 UTC (bench/variants/sgemm.py, cuBLAS 2.78 ms): v2 4096^3 3.57 ms
+//      = 38.6 TFLOP/s = 0.78x cuBLAS; 1024^3 0.087 ms = 1.00x. v3 candidates (sgemm_variants.cu:
+//      warp tiling, cp.async 3-4 stages, grouped rasterisation, 2 blocks per SM, 128x256 and
+//      BK 8-32) all lost at 4096 (3.89-4.65 ms); kept ranking-only, v2 stays.
 #include "common.cuh"
 #include "kernels_core.h"
-#include "kernels_variants.h"
 #include "matmul_tile.cuh"
 
 #include <stdexcept>
@@ -119,12 +119,6 @@ void matmul(int batch, int m, int n, int k, Mat a, Mat b, std::uintptr_t c, std:
   cudaStream_t st = as_stream(stream);
   if (tf32) {
     launch_matmul_tf32(batch, m, n, k, a, b, c, bias, act, act_param, st);
-    return;
-  }
-  if (sgemm_default_variant(batch, m, n, k, a, b, c, bias, act, act_param, stream)) {
-    check_launch(std::string("sgemm (sgemm_variants.cu default) batch=") + std::to_string(batch) + " m=" +
-                 std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) + " act=" +
-                 std::to_string(act));
     return;
   }
   const bool vec = mat_vec_ok(a) && mat_vec_ok(b);

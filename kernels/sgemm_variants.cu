@@ -1,7 +1,9 @@
 // sgemm_variants.cu — candidate float32 GEMM kernels (FFMA, never TF32), selectable at run
 // time by sgemm_variant() so that one GPU run ranks them against matmul.cu's kernel
-// (bench/variants/sgemm.py). C[b] = A[b] @ B[b], A row-major (along k); B row-major (NN) or
-// column-major (NT, x @ w.T); other layouts run matmul() whatever the variant.
+// (bench/variants/sgemm.py). None beat it (below), so they are ranking-only: built only with
+// PYENGINE_KERNEL_VARIANTS=ON; without it sgemm_variant runs version 0 (matmul) only.
+// C[b] = A[b] @ B[b], A row-major (along k); B row-major (NN) or column-major (NT, x @ w.T);
+// other layouts run matmul() whatever the variant.
 //
 // Technique: warp tiling with a cp.async multi-stage pipeline. A block of 256 threads (8
 // warps, 4 x 2) computes BM x BN; a warp owns a (4 TM) x (8 TN) sub-tile, its lanes a 4 x 8
@@ -26,7 +28,15 @@
 // bytes), 9 and 10 168/202; sm_80: 1 201/200, 2 201/254, 3 194/254, 4 241/250, 5 194/206,
 // 6 128/128 (20/68-byte spills), 7 and 8 128/128 (932/348-byte spills), 9 and 10 164/226.
 // Unrolled, the 2-block bound on 128x128x8 spilled 880 bytes on sm_90.
-// Measured: not yet measured on a GPU.
+// Measured on an H100 80GB HBM3 (2026-11-27 22:09 UTC, bench/variants/sgemm.py, CUDA events,
+// median; cuBLAS fp32 through CuPy 2.78 ms at 4096^3 = 49.4 TFLOP/s, 0.087 ms at 1024^3), ms at
+// 4096^3 NN / NT / 1024^3 NN: 0 (matmul.cu v2) 3.57 / 3.66 / 0.087 (0.78x cuBLAS);
+// 1 4.16 / 4.38 / 0.145; 2 4.01 / 3.97 / 0.140; 3 3.95 / 3.92 / 0.135; 4 4.22 / 3.77 / 0.278;
+// 5 4.02 / 4.37 / 0.140; 6 4.05 / 4.19 / 0.088; 7 4.00 / 4.58 / 0.164; 8 3.89 / 4.39 / 0.157;
+// 9 4.65 / 4.90 / 0.161; 10 4.05 / 4.09 / 0.141. Every candidate matched cuBLAS bit for bit at
+// 4096 (one FFMA chain per output in k order, as cuBLAS). Why they lose is not measured yet (no
+// profiler run); suspects: the k-contiguous A tile costs 32 fragment registers (200+ in all,
+// one block per SM like v2) and the cp.async issue per 4-float run.
 #include "common.cuh"
 #include "cp_async.cuh"
 #include "kernels_core.h"
@@ -38,6 +48,20 @@
 #include <vector>
 
 namespace pyengine {
+namespace {
+
+const std::vector<std::string>& names() {
+  static const std::vector<std::string> n = {
+      "v2 register prefetch (default)", "async 128x128x8 8x8 s3",  "async 128x128x16 8x8 s3",
+      "async 128x128x16 8x8 s4",        "async 128x256x8 8x16 s3", "async 128x128x8 8x8 s4",
+      "async 128x64x16 8x4 s3 2blk",    "async 128x128x8 8x8 s3 2blk u1", "async 128x128x16 8x8 s3 2blk u1",
+      "async 128x128x8 8x8 s3 u1",      "async 128x128x32 8x8 s3 u1"};
+  return n;
+}
+
+}  // namespace
+
+#if PYENGINE_KERNEL_VARIANTS
 namespace {
 
 template <int BM_, int BN_, int BK_, int TM_, int TN_, int STAGES_, int MINB_, int UNROLL_ = BK_ / 4>
@@ -209,14 +233,6 @@ __global__ void __launch_bounds__(256, C::MINB)
   }
 }
 
-const std::vector<std::string>& names() {
-  static const std::vector<std::string> n = {
-      "v2 register prefetch (default)", "async 128x128x8 8x8 s3",  "async 128x128x16 8x8 s3",
-      "async 128x128x16 8x8 s4",        "async 128x256x8 8x16 s3", "async 128x128x8 8x8 s4",
-      "async 128x64x16 8x4 s3 2blk",    "async 128x128x8 8x8 s3 2blk u1", "async 128x128x16 8x8 s3 2blk u1",
-      "async 128x128x8 8x8 s3 u1",      "async 128x128x32 8x8 s3 u1"};
-  return n;
-}
 
 template <class C, bool B_K, class Epi>
 void launch(int batch, int m, int n, int k, const Mat& a, const Mat& b, const Epi& epi, bool vec, cudaStream_t st) {
@@ -257,6 +273,7 @@ void launch_variant(int variant, int batch, int m, int n, int k, const Mat& a, c
 }
 
 }  // namespace
+#endif  // PYENGINE_KERNEL_VARIANTS
 
 std::vector<std::string> sgemm_variant_names() { return names(); }
 
@@ -272,6 +289,10 @@ void sgemm_variant(int variant, int batch, int m, int n, int k, Mat a, Mat b, st
     matmul(batch, m, n, k, a, b, c, 0, ACT_NONE, 0.f, false, stream);
     return;
   }
+#if !PYENGINE_KERNEL_VARIANTS
+  throw std::invalid_argument("sgemm_variant: version " + std::to_string(variant) + " (" + names()[variant] +
+                              ") is ranking-only; build with PYENGINE_KERNEL_VARIANTS=ON");
+#else
   if (ceil_div(m, 64) > 65535)
     throw std::invalid_argument("sgemm_variant: m=" + std::to_string(m) + " exceeds the grid limit");
   const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
@@ -281,39 +302,7 @@ void sgemm_variant(int variant, int batch, int m, int n, int k, Mat a, Mat b, st
   check_launch("sgemm_variant " + names()[variant] + " batch=" + std::to_string(batch) + " m=" +
                std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
                " b_along_k=" + std::to_string(b_k) + " vec=" + std::to_string(vec));
-}
-
-namespace {
-
-// Candidate V for matmul(): only its instances are built (none for V = 0).
-template <int V>
-bool run_default(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c, std::uintptr_t bias,
-                 int act, float act_param, std::uintptr_t stream) {
-  if constexpr (V == 0) {
-    return false;
-  } else {
-    if (a.cs != 1 || !(b.cs == 1 || b.rs == 1) || k <= 0) return false;
-    // Only where 128 x 128 tiles fill every SM twice (matmul.cu's rule for its big tile).
-    if ((long long)ceil_div(m, 128) * ceil_div(n, 128) * batch < 2LL * tile::sm_count()) return false;
-    using Cfg = typename Variant<V>::type;
-    const bool b_k = b.cs != 1;
-    const bool vec = mat_vec_ok(a) && mat_vec_ok(b);
-    const bool cvec = c % 16 == 0 && n % 4 == 0;
-    with_epilogue_act(act, [&](auto act_c) {
-      const MatmulEpilogue<decltype(act_c)::value> epi{dptr<float>(c), dptr<const float>(bias), m, n, act_param,
-                                                       cvec};
-      if (b_k) launch<Cfg, true>(batch, m, n, k, a, b, epi, vec, as_stream(stream));
-      else launch<Cfg, false>(batch, m, n, k, a, b, epi, vec, as_stream(stream));
-    });
-    return true;
-  }
-}
-
-}  // namespace
-
-bool sgemm_default_variant(int batch, int m, int n, int k, const Mat& a, const Mat& b, std::uintptr_t c,
-                           std::uintptr_t bias, int act, float act_param, std::uintptr_t stream) {
-  return run_default<kSgemmDefault>(batch, m, n, k, a, b, c, bias, act, act_param, stream);
+#endif
 }
 
 }  // namespace pyengine

@@ -87,8 +87,10 @@ def _small_error(variant, rng):
 
 
 def _marked(names, default):
-    """The version names, the one the production launcher runs marked '(default)'."""
-    return [n + (" (default)" if i == default else "") for i, n in enumerate(names)]
+    """(index, name) of the versions this extension has, the production one marked '(default)':
+    all of them with PYENGINE_KERNEL_VARIANTS=ON, else the default alone."""
+    built = C.kernel_variants_built() if hasattr(C, "kernel_variants_built") else True
+    return [(i, n + (" (default)" if i == default else "")) for i, n in enumerate(names) if built or i == default]
 
 
 def _verdict(row):
@@ -176,7 +178,7 @@ def main():
             print(f"torch fp32 SDPA causal={causal}: {torch_ms[causal]:.3f} ms", flush=True)
     out = cp.empty((bh, T, D), dtype=cp.float32)
     lse = cp.empty((bh, T), dtype=cp.float32)
-    for i, name in enumerate(names):
+    for i, name in names:
         if time.time() - t_start > args.budget:
             print(f"budget of {args.budget:.0f}s spent: versions {i}.. not run")
             break
@@ -204,8 +206,9 @@ def main():
         delta = cp.empty((bh, T), dtype=cp.float32)
         gq, gk, gv = (cp.empty_like(q) for _ in range(3))
         for causal in (False, True):
-            C.attention_forward_variant(variant=0, **_args(bh, T, T, D, D, causal, H), q=q.data.ptr, k=k.data.ptr,
-                                        v=v.data.ptr, out=out.data.ptr, lse=lse.data.ptr, stream=0)
+            C.attention_forward_variant(variant=C.attention_forward_variant_default, **_args(bh, T, T, D, D, causal, H),
+                                        q=q.data.ptr, k=k.data.ptr, v=v.data.ptr, out=out.data.ptr, lse=lse.data.ptr,
+                                        stream=0)
             o_c, lse_c = out.copy(), lse.copy()
             tref = None
             if torch is not None:
@@ -217,7 +220,7 @@ def main():
                         for g in torch.autograd.grad(to, (tq2, tk2, tv2), tg, retain_graph=True)]
                 tbwd = lambda: torch.autograd.grad(to, (tq2, tk2, tv2), tg, retain_graph=True)  # noqa: E731
                 torch_ms[("bwd", causal)] = _median_ms(tbwd, 2, REPS, ev)
-            for i, name in enumerate(bnames):
+            for i, name in bnames:
                 row = next((r for r in rows if r["kind"] == "bwd" and r["variant"] == i), None)
                 if row is None:
                     row = dict(kind="bwd", variant=i, name=name)
