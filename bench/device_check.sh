@@ -9,7 +9,7 @@
 #   8. the Markdown table, last on stdout and in $OUT/summary.md
 # DEVICE_CHECK_SKIP="bench suite demo" leaves stages out; DEVICE_CHECK_SUITE_ARGS adds
 # arguments to stage 6 (e.g. "--families train") and DEVICE_CHECK_DEMO_ARGS to stage 7 (e.g. "--sweep"); DEVICE_CHECK_WORKERS sets the pytest-xdist
-# workers of stage 3 (default 6, 0 for one process).
+# workers of stage 3 (default 8, 0 for one process).
 # Every stage runs under `timeout`, sized from what is left of the budget (DEVICE_CHECK_BUDGET
 # seconds, default 450: on an H100 the build takes ~40 s, the core gpu tests ~12 s, both
 # sanitizers ~12 s, the quick benchmarks ~16 s); a failing test run is recorded and the
@@ -61,8 +61,10 @@ t0=$(date +%s)
 # limit (pytest-timeout, where installed) keeps one hung test from eating the stage.
 PER_TEST=$(python3 -c "import pytest_timeout" 2>/dev/null && echo "--timeout=90")
 # pytest-xdist (on the lent machines' image) spreads the tests over a few processes sharing the
-# GPU; DEVICE_CHECK_WORKERS=0 runs them in one process.
-WORKERS=${DEVICE_CHECK_WORKERS:-6}
+# GPU; DEVICE_CHECK_WORKERS=0 runs them in one process. With 12 workers (2026-11-27, third
+# run) every test passed but the workers' teardown hung until the stage limit, losing the
+# summary line; 6 and 8 finished cleanly.
+WORKERS=${DEVICE_CHECK_WORKERS:-8}
 # DEVICE_CHECK_JUNIT=0 leaves out the junit XML (frees one of $OUT's 8 files).
 JUNIT=$( [[ ${DEVICE_CHECK_JUNIT:-1} == 0 ]] || echo "--junitxml=$OUT/gpu-tests.xml")
 XDIST=$( ((WORKERS > 0)) && python3 -c "import xdist" 2>/dev/null && echo "-n $WORKERS")

@@ -1,4 +1,5 @@
-"""Run every native kernel once at odd sizes, for compute-sanitizer (memcheck, racecheck).
+"""Run every native kernel once at odd sizes, for compute-sanitizer (memcheck, racecheck);
+the LSTM/GRU step kernels and the multi-tensor optimizers through the modules.
 
     compute-sanitizer --tool memcheck --error-exitcode 9 python3 bench/gpu_smoke.py
 
@@ -107,6 +108,34 @@ def nn_calls():
     ]
 
 
+def model_calls(device: str = "cuda"):
+    """(name, thunk) through the modules, for the kernels only they reach: the fused LSTM/GRU
+    step kernels (forward and backward) and the multi-tensor optimizer launches."""
+    from pyengine import nn, optim
+
+    def recurrent(kind):
+        pe.manual_seed(0)
+        m = getattr(nn, kind)(7, 13, num_layers=2, batch_first=True, bidirectional=True).to(device)
+        x = pe.randn(3, 5, 7, device=device, requires_grad=True)
+        m(x)[0].sum().backward()
+
+    def step(cls, **kw):
+        params = [pe.randn(n, device=device, requires_grad=True) for n in (1, 17, 1031, 4099)]
+        opt = cls(params, lr=1e-2, **kw)
+        for _ in range(2):
+            opt.zero_grad()
+            sum((q * q).sum() for q in params).backward()
+            opt.step()
+
+    return [
+        ("LSTM forward+backward", lambda: recurrent("LSTM")),
+        ("GRU forward+backward", lambda: recurrent("GRU")),
+        ("SGD nesterov multi-tensor", lambda: step(optim.SGD, momentum=0.9, nesterov=True, weight_decay=1e-4)),
+        ("AdamW multi-tensor", lambda: step(optim.AdamW, weight_decay=1e-2)),
+        ("Adam amsgrad multi-tensor", lambda: step(optim.Adam, amsgrad=True)),
+    ]
+
+
 def main() -> int:
     ok, reason = cb.available()
     if not ok:
@@ -114,7 +143,7 @@ def main() -> int:
         return 2
     cp.cuda.set_allocator(None)
     failures = 0
-    for group in (core_calls, nn_calls):
+    for group in (core_calls, nn_calls, model_calls):
         try:
             calls = group()
         except Exception:
