@@ -36,32 +36,37 @@ class Adam(Optimizer):
                 self._step_multi(multi, group, items)
                 continue
             for p, backend, grad in self._grads(group):
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    for name in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ()):
-                        state[name] = Tensor._make(backend.xp.zeros_like(p.data), p.device)
-                state["step"] += 1
+                state = self._advance(p, amsgrad)
                 max_sq = state["max_exp_avg_sq"].data if amsgrad else None
                 backend.adam_step(p.data, grad, state["exp_avg"].data, state["exp_avg_sq"].data, max_sq,
                                   state["step"], float(group["lr"]), beta1, beta2, group["eps"],
                                   group["weight_decay"], self._decoupled, amsgrad)
         return loss
 
+    @staticmethod
+    def _moments(amsgrad):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+
+    def _advance(self, p, amsgrad):
+        """p's state with its step count advanced, the moment buffers created (zeros) on the
+        first step."""
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            for name in self._moments(amsgrad):
+                state[name] = Tensor._make(p._backend.xp.zeros_like(p.data), p.device)
+        state["step"] += 1
+        return state
+
     def _step_multi(self, multi, group, items):
         """One multi-tensor launch per distinct step count (one, unless parameters joined
         the group or gained gradients at different times)."""
         beta1, beta2 = group["betas"]
         amsgrad = group["amsgrad"]
-        names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
+        names = self._moments(amsgrad)
         runs = {}
         for p, grad in items:
-            state = self.state[p]
-            if not state:
-                state["step"] = 0
-                for name in names:
-                    state[name] = Tensor._make(p._backend.xp.zeros_like(p.data), p.device)
-            state["step"] += 1
+            state = self._advance(p, amsgrad)
             run = runs.setdefault(state["step"], ([], [], [], [], []))
             for lst, a in zip(run, (p.data, grad) + tuple(state[n].data for n in names)):
                 lst.append(a)

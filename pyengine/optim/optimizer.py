@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..autograd import enable_grad
+from ..autograd import backend_for, enable_grad
 from ..backend import get_backend
 from ..tensor import Tensor
 
@@ -91,7 +91,6 @@ class Optimizer:
         """(param, backend, grad array) for each parameter of ``group`` that has a grad, the
         gradient negated when the group maximizes (and ``negate`` is left True)."""
         maximize = negate and group.get("maximize", False)
-        backends = {}
         for i, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
@@ -103,10 +102,7 @@ class Optimizer:
                                    f"{g.shape} ({g.dtype}, {g.device}); they must match")
             if maximize:
                 grad = -grad
-            backend = backends.get(p.device)
-            if backend is None:
-                backend = backends[p.device] = get_backend(p.device)
-            yield p, backend, grad
+            yield p, backend_for(p.device), grad
 
     @classmethod
     def _foreach(cls, group: dict, name: str):

@@ -35,17 +35,21 @@ class SGD(Optimizer):
                 self._step_multi(multi, group, items)
                 continue
             for p, backend, grad in self._grads(group):
-                buf = None
-                first = False
-                if momentum != 0:
-                    state = self.state[p]
-                    if state.get("momentum_buffer") is None:
-                        first = True
-                        state["momentum_buffer"] = Tensor._make(backend.xp.zeros_like(p.data), p.device)
-                    buf = state["momentum_buffer"].data
+                buf, first = self._momentum_buffer(p, momentum)
                 backend.sgd_step(p.data, grad, buf, float(group["lr"]), momentum, group["dampening"],
                                  group["nesterov"], group["weight_decay"], first)
         return loss
+
+    def _momentum_buffer(self, p, momentum):
+        """(p's momentum buffer array, whether this is its first step: the buffer starts as the
+        gradient), the buffer created on first use; (None, False) without momentum."""
+        if momentum == 0:
+            return None, False
+        state = self.state[p]
+        first = state.get("momentum_buffer") is None
+        if first:
+            state["momentum_buffer"] = Tensor._make(p._backend.xp.zeros_like(p.data), p.device)
+        return state["momentum_buffer"].data, first
 
     def _step_multi(self, multi, group, items):
         """One multi-tensor launch for the parameters whose momentum buffer exists, one for
@@ -53,13 +57,7 @@ class SGD(Optimizer):
         momentum = group["momentum"]
         runs = {False: ([], [], []), True: ([], [], [])}
         for p, grad in items:
-            first, buf = False, None
-            if momentum != 0:
-                state = self.state[p]
-                if state.get("momentum_buffer") is None:
-                    first = True
-                    state["momentum_buffer"] = Tensor._make(p._backend.xp.zeros_like(p.data), p.device)
-                buf = state["momentum_buffer"].data
+            buf, first = self._momentum_buffer(p, momentum)
             params, grads, bufs = runs[first]
             params.append(p.data)
             grads.append(grad)
