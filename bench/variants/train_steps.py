@@ -32,7 +32,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(_BENCH))
+sys.path.insert(0, _BENCH)  # cpu_vs_torch and cpu_vs_torch_seq: the PyTorch twins
 
 import pyengine as pe  # noqa: E402
 from pyengine.backend import get_cuda_kernels, set_cuda_kernels  # noqa: E402
@@ -63,70 +65,14 @@ def build_ours(model, kw, context):
 
 
 def torch_twin(model, kw, context):
-    """PyTorch's model with our state-dict keys (GPT-2 names for the GPT)."""
-    import torch
-    import torch.nn as tnn
+    """PyTorch's model with our state-dict keys: the twins bench/cpu_vs_torch.py and
+    bench/cpu_vs_torch_seq.py time on the CPU (GPT-2 names for the GPT)."""
+    from cpu_vs_torch import torch_twin as cpu_twin
+    from cpu_vs_torch_seq import torch_gpt
 
-    if model == "mlp":
-        return tnn.Sequential(tnn.Linear(64, 128), tnn.ReLU(), tnn.Linear(128, 64), tnn.ReLU(), tnn.Linear(64, 10))
-    if model == "lenet5":
-        class LeNet5(tnn.Module):
-            def __init__(self):
-                super().__init__()
-                self.features = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-                                               tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2))
-                self.classifier = tnn.Sequential(tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(),
-                                                 tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
-
-            def forward(self, x):
-                return self.classifier(self.features(x))
-        return LeNet5()
-    d, h = kw["n_embd"], kw["n_head"]
-
-    class Attn(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_attn, self.c_proj = tnn.Linear(d, 3 * d), tnn.Linear(d, d)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            q, k, v = self.c_attn(x).reshape(B, T, 3, h, C // h).permute(2, 0, 3, 1, 4)
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c_fc, self.gelu, self.c_proj = tnn.Linear(d, 4 * d), tnn.GELU(), tnn.Linear(4 * d, d)
-
-        def forward(self, x):
-            return self.c_proj(self.gelu(self.c_fc(x)))
-
-    class Block(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln_1, self.attn, self.ln_2, self.mlp = tnn.LayerNorm(d), Attn(), tnn.LayerNorm(d), MLP()
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
-
-    class GPT(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte, self.wpe = tnn.Embedding(VOCAB, d), tnn.Embedding(context, d)
-            self.h = tnn.ModuleList([Block() for _ in range(kw["n_layer"])])
-            self.ln_f = tnn.LayerNorm(d)
-            self.lm_head = tnn.Linear(d, VOCAB, bias=False)
-            self.lm_head.weight = self.wte.weight
-
-        def forward(self, idx):
-            pos = torch.arange(idx.shape[1], device=idx.device)
-            x = self.wte(idx) + self.wpe(pos)
-            for b in self.h:
-                x = b(x)
-            return self.lm_head(self.ln_f(x))
-    return GPT()
+    if model == "gpt":
+        return torch_gpt(VOCAB, context, kw["n_layer"], kw["n_head"], kw["n_embd"])
+    return cpu_twin(model)
 
 
 def batch_data(model, batch, context):
