@@ -12,15 +12,9 @@ from __future__ import annotations
 
 from . import _cuda_common
 from ._cuda_common import _ptr, _stream, cp
+from ._cuda_nn import _NOT_CUPY, _NOT_F32, _kernels
+from ._cuda_nn import _f32 as _state_in  # a state input: contiguous float32, copied if need be
 from ._rnn_checks import check_cell, gate_stride
-
-_NOT_CUPY = "{op}: {arg} must be a CuPy array on the GPU, got {kind}"
-_NOT_F32 = "{op}: the native CUDA kernels take float32 only, got {arg} of dtype {dtype}"
-
-
-def _kernels():
-    from pyengine import _C  # only reached once cuda_backend.available() has vetted the extension
-    return _C
 
 
 def _gates_in(a, op, arg):
@@ -41,12 +35,6 @@ def _gates_out(a, op, arg):
         raise ValueError(f"{op}: {arg} {tuple(a.shape)} is written in place and needs each gate's block "
                          f"contiguous, got strides {a.strides}")
     return stride
-
-
-def _state_in(a, op, arg):
-    if isinstance(a, cp.ndarray) and a.dtype == cp.float32 and a.flags.c_contiguous:
-        return a  # the common case, without ascontiguousarray's call overhead (every step pays it)
-    return _cuda_common._f32(a, op, arg, _NOT_CUPY, _NOT_F32)
 
 
 def _state_out(a, op, arg):
