@@ -29,18 +29,33 @@ import time
 import numpy as np
 
 
-def median_step_ms(steps, repeats: int, warmup: int) -> list[float]:
-    """Median milliseconds per call of each function in ``steps``. The functions take turns
-    within every repeat, so a change in machine load hits all of them alike."""
+def median_step_ms(steps, repeats: int, warmup: int, rounds: int = 5, settle: float = 0.3) -> list[float]:
+    """Median milliseconds per call of each function in ``steps``.
+
+    Each function runs in blocks: ``rounds`` rounds, and in every round each function, after
+    a pause of ``settle`` seconds and one untimed call, runs about repeats / rounds timed
+    calls in a row; the order of the functions is reversed from one round to the next, so a
+    drift in machine load reaches all of them alike. Calls are not interleaved one by one:
+    OpenBLAS's threads keep spinning for about 0.1 s after a BLAS call (and PyTorch's OpenMP
+    workers for a while after theirs), and on a 2-core machine a call that follows the other
+    framework's shares its cores with those spinning threads. Alternating single calls there
+    measured PyTorch's LSTM step at 9-14 ms where it takes 5 ms alone, and ours up to 1.8x
+    its time alone (2026-11-27, 2 threads each); the pause lets the threads go to sleep."""
     for _ in range(warmup):
         for step in steps:
             step()
     times = [[] for _ in steps]
-    for _ in range(repeats):
-        for step, t in zip(steps, times):
-            t0 = time.perf_counter()
-            step()
-            t.append(time.perf_counter() - t0)
+    rounds = max(1, min(rounds, repeats))
+    for r in range(rounds):
+        block = repeats // rounds + (r < repeats % rounds)
+        order = list(zip(steps, times))
+        for step, t in (order if r % 2 == 0 else order[::-1]):
+            time.sleep(settle)  # the other framework's spinning threads go to sleep
+            step()  # not timed
+            for _ in range(block):
+                t0 = time.perf_counter()
+                step()
+                t.append(time.perf_counter() - t0)
     return [1e3 * statistics.median(t) for t in times]
 
 

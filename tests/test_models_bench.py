@@ -44,3 +44,18 @@ def test_short_run_writes_json(tmp_path, capsys):
     assert [r["model"] for r in rows] == ["mlp", "lenet5"]
     assert all(r["pyengine_ms"] > 0 and r["torch_ms"] > 0 for r in rows)
     assert "ratio" in capsys.readouterr().out
+
+
+def test_steps_are_timed_in_blocks_not_interleaved():
+    """Each framework's timed calls come in runs (the other framework's spinning threads
+    would otherwise share the cores), every run after one untimed call, the order of the
+    frameworks reversed each round, and every function timed exactly ``repeats`` times."""
+    bench = _bench()
+    calls = []
+    steps = [lambda: calls.append("a"), lambda: calls.append("b")]
+    ms = bench.median_step_ms(steps, repeats=7, warmup=1, rounds=3, settle=0)
+    assert len(ms) == 2
+    body = "".join(calls[2:])  # after the warm-up "ab"
+    # rounds of 3, 2 and 2 timed calls, each after one untimed call: a then b, b then a, a then b
+    assert body == "a" * 4 + "b" * 4 + "b" * 3 + "a" * 3 + "a" * 3 + "b" * 3
+    assert body.count("a") - 3 == 7 and body.count("b") - 3 == 7
