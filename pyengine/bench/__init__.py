@@ -10,7 +10,8 @@ schema.py     that document's schema, its writer and its checker
 report.py     the Markdown report and the terminal table
 plots.py      throughput vs size, roofline position, speedup bars (matplotlib PNGs)
 compare.py    ratios between two saved runs
-committed.py  the GPU results committed under bench/results/, labelled with card and date
+committed.py  the GPU results committed under bench/results/, labelled with card, driver, date, commit;
+              committed_gpu.json: the part the demo shows, installed with the package
 demo.py       the CPU-vs-GPU demonstration
 pytest_suite.py  what bench/test_bench_*.py share (parameters, pytest-benchmark call)
 """

@@ -156,10 +156,12 @@ def matmul_gflops(target: Target, n: int = MATMUL_N) -> float:
     return built.flops / timing.ms / 1e6
 
 
-def sweep(targets_: list[Target], stream: TextIO, quick: bool = False) -> list[dict]:
+def sweep(targets_: list[Target], stream: TextIO, quick: bool = False,
+          committed_sweep: dict | None = None) -> list[dict]:
     """Matmul and LeNet-5 training-step time against size on every target, with the
-    GPU/CPU speedup when a GPU is here: small sizes are where the CPU wins."""
-    cases = {c.name: c for c in CASES if c.name in ("sgemm", "lenet5")}
+    GPU/CPU speedup when a GPU is here: small sizes are where the CPU wins. Without a GPU
+    here, ``committed_sweep`` (committed.summary()["sweep"]) is shown as the GPU half."""
+    cases = {c.name: c for c in CASES if c.name in committed.SWEEP_CASES}
     plan = [("sgemm", (16, 64, 256) if quick else (16, 64, 256, 1024)),
             ("lenet5", (4, 16) if quick else (4, 16, 64, 256))]
     rows = []
@@ -178,7 +180,36 @@ def sweep(targets_: list[Target], stream: TextIO, quick: bool = False) -> list[d
     stream.write("\nSpeedup against size (measured here):\n")
     stream.write(text_table(header, [[r["case"], str(r["size"])] + [f"{r[x]:.3f}" for x in labels]
                                      + [f"{r['cpu'] / r[g]:.2f}x" for g in gpu] for r in rows]) + "\n")
+    if not gpu:
+        _show_committed_sweep(rows, committed_sweep, stream)
     return rows
+
+
+def _show_committed_sweep(rows: list[dict], committed_sweep: dict | None, stream: TextIO) -> None:
+    """The GPU half of the sweep on a machine without a GPU: the committed GPU/CPU pairs of
+    the same cases, both times from that host; "absent" where none was committed."""
+    if not committed_sweep or not committed_sweep["pairs"]:
+        stream.write("GPU half: absent (no GPU here, and no committed GPU/CPU pairs of these cases).\n")
+        return
+    here = {(r["case"], r["size"]): r["cpu"] for r in rows}
+    there: dict[tuple, list[dict]] = {}
+    for p in committed_sweep["pairs"]:
+        there.setdefault((p["case"], p["size"]), []).append(p)
+
+    def ms(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    table = []
+    for key in sorted(set(here) | set(there), key=lambda k: (committed.SWEEP_CASES.index(k[0]), k[1])):
+        cpu_here = ms(here[key]) if key in here else "not run here"
+        for p in there.get(key, [None]):
+            pair = [ms(p["cpu_ms"]), f"{p['gpu']} {ms(p['gpu_ms'])}", f"{p['speedup']:.2f}x"] if p else ["absent"] * 3
+            table.append([key[0], str(key[1]), cpu_here] + pair)
+    where = f"{committed_sweep['path']} in {committed_sweep.get('origin', 'bench/results')}"
+    stream.write(f"GPU half, committed, NOT measured on this machine: {_provenance(committed_sweep)}\n"
+                 f"  from {where} (command: {committed_sweep['command']})\n")
+    stream.write(text_table(["case", "size", "cpu here ms", "that host's cpu ms", "that host's gpu ms",
+                             "gpu / cpu there"], table) + "\n")
 
 
 def plot_loss(runs: list[dict], path: Path) -> Path:
@@ -226,14 +257,20 @@ def show_learned(runs: list[dict], stream: TextIO) -> None:
                          f"{r['sample']!r}\n")
 
 
-def show_committed(stream: TextIO, folder=committed.RESULTS_DIR, limit: int = 12) -> list[dict]:
-    """Print the committed GPU runs, labelled as such; returns them."""
-    runs, problems = committed.load(folder)
-    if not runs:
-        stream.write(f"\nNo committed GPU results were found in {folder}.\n")
-    for run in runs[:2]:
-        stream.write(f"\nCommitted GPU results, NOT measured on this machine: {run['card']}, {run['date']}\n"
-                     f"  from {run['path']} (command: {run['command']})\n")
+def _provenance(run: dict) -> str:
+    return (f"{run['card']}, {run['date']}, driver {run['driver'] or 'not recorded'}, "
+            f"commit {run['commit'] or 'not recorded'}")
+
+
+def show_committed(stream: TextIO, folder=None, limit: int = 12) -> dict:
+    """Print the committed GPU runs, labelled as such; returns what was shown
+    (committed.summary() and its ``origin``)."""
+    doc, origin = committed.shown(folder)
+    if not doc["runs"]:
+        stream.write(f"\nNo committed GPU results were found in {origin}.\n")
+    for run in doc["runs"]:
+        stream.write(f"\nCommitted GPU results, NOT measured on this machine: {_provenance(run)}\n"
+                     f"  from {run['path']} in {origin} (command: {run['command']})\n")
         # Our kernels first: they are what the course built; the references follow.
         ordered = sorted(run["rows"], key=lambda x: "ours" not in x["name"] and "native" not in x["name"])
         rows = [[x["name"], str(x["shape"]), f"{x['ms']:.3f}" if x["ms"] else "-",
@@ -249,9 +286,10 @@ def show_committed(stream: TextIO, folder=committed.RESULTS_DIR, limit: int = 12
         for s in run["speedups"][:limit]:
             stream.write(f"  {s['case']} {s['size']}: {s['numerator']} {s['speedup']:.2f}x faster than "
                          f"{s['denominator']} on that machine\n")
-    for p in problems:
+    for p in doc["skipped"]:
         stream.write(f"  (skipped {p})\n")
-    return runs
+    sweep_ = doc["sweep"] and {**doc["sweep"], "origin": origin}
+    return {**doc, "origin": origin, "sweep": sweep_}
 
 
 def run(models=MODELS, steps: int = 100, size: str = "small", kernels: str = "native", out: str | Path = "demo-out",
@@ -293,9 +331,11 @@ def _run(models, steps, size, kernels, out, do_sweep, stream) -> dict:
              "matmul_gflops": gflops,
              "runs": [{k: v for k, v in r.items() if k != "digits"} for r in runs]}
     if no_gpu:
-        shown["committed"] = [{k: v for k, v in c.items() if k != "rows"} for c in show_committed(stream)]
+        seen = show_committed(stream)
+        shown["committed"] = {"origin": seen["origin"], "sweep": seen["sweep"],
+                              "runs": [{k: v for k, v in c.items() if k != "rows"} for c in seen["runs"]]}
     if do_sweep:
-        shown["sweep"] = sweep(found, stream)
+        shown["sweep"] = sweep(found, stream, committed_sweep=shown.get("committed", {}).get("sweep"))
     (out / "demo.json").write_text(json.dumps(shown, indent=1) + "\n")
     stream.write(f"\nloss-against-time plot: {png}; numbers: {out / 'demo.json'}\n")
     return shown
