@@ -130,7 +130,7 @@ def shown(folder: str | Path | None = None) -> tuple[dict, str]:
         folder = CHECKOUT_RESULTS
     if folder is not None:
         return summary(folder), str(folder)
-    text = resources.files(__package__).joinpath(PACKAGED).read_text()
+    text = resources.files(__package__).joinpath(PACKAGED).read_text(encoding="utf-8")
     return json.loads(text), f"bench/results of the pyengine repository (installed copy: pyengine/bench/{PACKAGED})"
 
 
@@ -143,10 +143,10 @@ def main(argv=None) -> int:
     target = Path(__file__).with_name(PACKAGED)
     text = render(summary(CHECKOUT_RESULTS))
     if a.write:
-        target.write_text(text)
+        target.write_text(text, encoding="utf-8")
         print(f"wrote {target} from {CHECKOUT_RESULTS}")
     elif a.check:
-        same = target.is_file() and target.read_text() == text
+        same = target.is_file() and target.read_text(encoding="utf-8") == text
         print(f"{target} {'matches' if same else 'differs from'} {CHECKOUT_RESULTS}")
         return 0 if same else 1
     else:
