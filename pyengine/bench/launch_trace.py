@@ -113,6 +113,12 @@ def _plain(a):
     return a
 
 
+# NumPy functions (not ufuncs, not methods) that launch a kernel when CuPy runs them on a device
+# array: ``cp.sum(x)`` reaches DeviceArray.__array_function__, which must count it as x.sum() would.
+_LAUNCHING = frozenset(("sum", "mean", "max", "min", "amax", "amin", "any", "all", "prod", "var", "std",
+                        "argmax", "argmin", "cumsum", "copyto", "repeat", "sort"))
+
+
 class DeviceArray(np.ndarray):
     """A NumPy array that behaves, and counts, as a CuPy array would."""
 
@@ -147,7 +153,13 @@ class DeviceArray(np.ndarray):
         return None if method == "at" else _wrap(res)
 
     def __array_function__(self, func, types_, args, kwargs):
+        if func.__name__ in _LAUNCHING:
+            _count("cupy", func.__name__, alloc=func.__name__ != "copyto" and kwargs.get("out") is None)
         return _wrap(func._implementation(*_plain(args), **_plain(kwargs)))
+
+    def mean(self, *args, **kwargs):  # one reduction kernel in CuPy (sum and scale fused), not NumPy's two
+        _count("cupy", "mean", alloc=kwargs.get("out") is None)
+        return _wrap(self.view(np.ndarray).mean(*args, **_plain(kwargs)))
 
     # Host reads: each one is a device synchronisation in CuPy.
     def __bool__(self):
