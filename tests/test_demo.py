@@ -54,7 +54,7 @@ def test_demo_sweep_without_gpu_or_checkout_shows_the_packaged_h100_results(tmp_
     assert [r["size"] for r in shown["sweep"] if r["case"] == "lenet5"] == [4, 16, 64, 256]
     assert all(r["cpu"] > 0 for r in shown["sweep"])
     assert "installed copy" in shown["committed"]["origin"]
-    assert [r["card"] for r in shown["committed"]["runs"]] == ["NVIDIA H100 80GB HBM3"] * 2
+    assert [r["card"] for r in shown["committed"]["runs"]] == ["NVIDIA H100 80GB HBM3"] * 3
     assert shown["committed"]["sweep"]["pairs"]
 
 
