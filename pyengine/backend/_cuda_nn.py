@@ -88,13 +88,14 @@ def softmax_backward(gy, y, dim, log=False):
 
 def _check_targets(logits, target, ignore_index, op, bounds=True):
     """The targets as contiguous int64, checked against logits; ``bounds`` also checks each
-    class (one reduction and a device sync). The backward leaves that out: its targets are
-    the forward's, and a row whose class is out of range gets a NaN gradient there."""
+    class (_glue.check_classes: three launches and one device sync, the only check of the
+    targets on the way from F.cross_entropy). The backward leaves it out: its targets are the
+    forward's, and a row whose class is out of range gets a NaN gradient there."""
     _glue.check_target_shape(logits, target, op)
     if target.dtype != cp.int64 or not target.flags.c_contiguous:
         target = cp.ascontiguousarray(target, dtype=cp.int64)
     if bounds:
-        _glue.check_target_bounds(logits, target, ignore_index, op)
+        _glue.check_classes(target, logits.shape[1], ignore_index, op)
     return target
 
 
@@ -294,7 +295,13 @@ def sdpa_backward(gout, q, k, v, out, saved, attn_mask=None, is_causal=False, sc
         raise ValueError(f"{op}: gout {gout.shape} and out {out.shape} must be {out_shape}")
     gout, out, lse = _f32(gout, op, "gout"), _f32(out, op, "out"), _f32(lse, op, "lse")
     args, mask = _attention_args(q, k, v, attn_mask, is_causal, scale, lead)
-    gq, gk, gv = cp.empty_like(qc), cp.empty_like(kc), cp.empty_like(vc)
+    if _glue.stacked_slices((qc, kc, vc)) is not None:
+        # q, k, v came from one buffer (_qkv_contig): their gradients go to the three slices of
+        # one too, which the split's backward (nn/_functions/heads.py) takes without a copy.
+        grads = cp.empty((3,) + qc.shape, dtype=cp.float32)
+        gq, gk, gv = grads[0], grads[1], grads[2]
+    else:
+        gq, gk, gv = cp.empty_like(qc), cp.empty_like(kc), cp.empty_like(vc)
     delta = cp.empty(lse.shape, dtype=cp.float32)
     _kernels().attention_backward(**args, q=qc.data.ptr, k=kc.data.ptr, v=vc.data.ptr, out=out.data.ptr,
                                   lse=lse.data.ptr, gout=gout.data.ptr, delta=delta.data.ptr,

@@ -111,15 +111,44 @@ def check_target_shape(logits, target, op):
         raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}")
 
 
+def first_out_of_range(values, n, skip=None, keep=None):
+    """None when every element of the integer array ``values`` is in [0, n) or equals ``skip``,
+    else the first (in C order) that is not.
+
+    One elementwise pass when ``skip`` is None or inside [0, n) (those values need no
+    exclusion): the largest element read as unsigned, where a negative one is huge; two more
+    (a mask, a where) otherwise, or one with ``keep`` (values != skip) given. Then one host
+    read: on a GPU, one device sync. Only a failing check pays for finding the first bad
+    element."""
+    if values.size == 0:
+        return None
+    v = values
+    if skip is not None and not 0 <= skip < n:
+        v = array_module(values).where(values != skip if keep is None else keep, values, 0)
+    if v.dtype.kind == "i":
+        v = v.view(np.dtype(f"u{v.dtype.itemsize}"))
+    if int(v.max()) < n:
+        return None
+    bad = (values < 0) | (values >= n)
+    if skip is not None:
+        bad &= values != skip
+    return int(values[bad].reshape(-1)[0])
+
+
+def check_classes(target, n_classes, ignore_index, op, keep=None):
+    """IndexError naming the first target outside [0, n_classes) that is not ignore_index."""
+    value = first_out_of_range(target, n_classes, ignore_index, keep)
+    if value is not None:
+        raise IndexError(f"{op}: target {value} is out of bounds for {n_classes} classes "
+                         f"(valid: 0..{n_classes - 1}, or ignore_index={ignore_index})")
+
+
 def check_target_bounds(logits, target, ignore_index, op):
-    """The mask of rows that count (target != ignore_index), after checking their classes.
-    On a GPU the check costs one reduction and a host sync, and buys PyTorch's error
-    instead of a NaN loss."""
+    """The mask of rows that count (target != ignore_index), after checking their classes
+    (check_classes: one reduction, on a GPU one sync; buys PyTorch's error instead of a NaN
+    loss)."""
     valid = target != ignore_index
-    bad = valid & ((target < 0) | (target >= logits.shape[1]))
-    if bool(bad.any()):
-        raise IndexError(f"{op}: target {int(target[bad][0])} is out of bounds for "
-                         f"{logits.shape[1]} classes")
+    check_classes(target, logits.shape[1], ignore_index, op, keep=valid)
     return valid
 
 
@@ -143,12 +172,12 @@ def check_qkv(q, k, v):
 
 def check_embedding(gy, indices, num_embeddings, check_range=True):
     """The flat int64 indices, after checking them against gy and, with ``check_range``, the
-    table size (two reductions and, on a GPU, a device sync)."""
+    table size (one reduction and, on a GPU, a device sync)."""
     if gy.shape[:-1] != indices.shape:
         raise ValueError(f"embedding_backward: grad_output {gy.shape} does not match "
                          f"indices {indices.shape} (expected indices.shape + (dim,))")
     idx = indices.reshape(-1).astype(np.int64, copy=False)
-    if check_range and idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_embeddings):
+    if check_range and first_out_of_range(idx, num_embeddings) is not None:
         raise IndexError(f"embedding_backward: index out of range for {num_embeddings} rows")
     return idx
 
@@ -156,6 +185,26 @@ def check_embedding(gy, indices, num_embeddings, check_range=True):
 # --------------------------------------------------------------------------------------
 # Gradients of broadcasting, batch norm
 # --------------------------------------------------------------------------------------
+
+def _address(a):
+    """The device (CuPy) or host (NumPy) address of ``a``'s first element."""
+    ptr = getattr(a.data, "ptr", None)
+    return a.__array_interface__["data"][0] if ptr is None else ptr
+
+
+def stacked_slices(parts):
+    """The array whose [i] is parts[i], when parts are exactly the consecutive slices
+    [0], [1], ... of one C-contiguous array that owns its memory; else None."""
+    first = parts[0]
+    base = first.base
+    if (base is None or any(p.base is not base for p in parts) or base.dtype != first.dtype
+            or base.shape != (len(parts),) + first.shape or not base.flags.c_contiguous):
+        return None
+    step, start = first.nbytes, _address(base)
+    if all(p.flags.c_contiguous and _address(p) == start + i * step for i, p in enumerate(parts)):
+        return base
+    return None
+
 
 def unbroadcast(g, shape):
     """Sum a gradient over the dimensions that broadcasting added or stretched."""

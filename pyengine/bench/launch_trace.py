@@ -91,6 +91,11 @@ def _dev(a):
     d._owns = a.base is None  # the view is only our wrapper: to the code under test it owns its memory
     if d._owns:
         _OWNERS[id(a)] = d
+    else:  # a view keeps its owner's wrapper alive, so .base stays that one object (as CuPy's does)
+        root = a
+        while isinstance(np.ndarray.base.__get__(root), np.ndarray):
+            root = np.ndarray.base.__get__(root)
+        d._keep = root if isinstance(root, DeviceArray) else _OWNERS.get(id(root))
     return d
 
 

@@ -28,8 +28,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         H = self.n_head
-        qkv = self.c_attn(x).reshape(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = F.split_heads(self.c_attn(x), H)  # (B, H, T, C // H) each
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
@@ -117,8 +116,11 @@ class GPT(nn.Module):
         T = idx.shape[1]
         if T > self.block_size:
             raise ValueError(f"GPT: sequence length {T} exceeds block_size {self.block_size}")
-        pos = pe.arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        # The position rows 0..T-1 are a slice of wpe's table (the whole table at full
+        # context): the same values and gradient as wpe(arange(T)), without building the
+        # positions, a gather and an index check (a device sync on a GPU) every forward.
+        w = self.wpe.weight
+        x = self.drop(self.wte(idx) + (w if T == w.shape[0] else w[:T]))
         for block in self.h:
             x = block(x)
         return self.lm_head(self.ln_f(x))

@@ -12,12 +12,14 @@ import warnings
 
 from pyengine.autograd import is_grad_enabled
 from pyengine.backend import get_backend
+from pyengine.backend._glue import check_classes, first_out_of_range
 from pyengine.tensor import Tensor
 
 from ._functions.activation import Activation, Elu
 from ._functions.attention import RepeatHeads, ScaledDotProductAttention
 from ._functions.conv import Conv2d
 from ._functions.dropout_embedding import AlphaDropout, Dropout, Embedding
+from ._functions.heads import SplitHeads
 from ._functions.linear import Linear
 from ._functions.loss import BCELoss, BCEWithLogitsLoss, L1Loss, MSELoss
 from ._functions.norm import BatchNorm, LayerNorm
@@ -31,7 +33,7 @@ __all__ = [
     "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "layer_norm", "batch_norm", "dropout", "alpha_dropout", "embedding",
-    "scaled_dot_product_attention", "one_hot", "pad",
+    "scaled_dot_product_attention", "split_heads", "one_hot", "pad",
 ]
 
 
@@ -110,14 +112,6 @@ def _constant(op, name, t, input):
     return t.data
 
 
-def _check_classes(op, target, n_classes, ignore_index):
-    """Every target is in [0, n_classes) or equals ignore_index, else name the first bad one."""
-    t = target.data
-    bad = ((t < 0) | (t >= n_classes)) & (t != ignore_index)
-    if bool(bad.any()):
-        value = int(t[bad].reshape(-1)[0])
-        raise IndexError(f"{op}: target {value} is out of bounds for {n_classes} classes "
-                         f"(valid: 0..{n_classes - 1}, or ignore_index={ignore_index})")
 
 
 # ---------------------------------------------------------------------------- linear, conv
@@ -373,8 +367,10 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 # ---------------------------------------------------------------------------- class losses
 
-def _class_target(op, input, target, ignore_index):
-    """Check (N, C, d1, ...) input against (N, d1, ...) class targets, or (C,) against ()."""
+def _class_target(op, input, target, ignore_index, classes=True):
+    """Check (N, C, d1, ...) input against (N, d1, ...) class targets, or (C,) against ();
+    ``classes``: also that every target is in [0, C) or equals ignore_index (one reduction,
+    on a GPU one device sync), else name the first bad one."""
     _float(op, "input", input)
     _integer(op, "target", target)
     expected = () if input.ndim == 1 else (input.shape[0],) + tuple(input.shape[2:])
@@ -382,7 +378,8 @@ def _class_target(op, input, target, ignore_index):
         raise ValueError(f"{op}: input of shape {tuple(input.shape)} needs class-index target "
                          f"of shape {expected} (N, d1, ...), got {tuple(target.shape)}")
     n_classes = input.shape[0 if input.ndim == 1 else 1]
-    _check_classes(op, target, n_classes, ignore_index)
+    if classes:
+        check_classes(target.data, n_classes, ignore_index, op)
     return n_classes
 
 
@@ -410,7 +407,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     _tensor(op, "target", target)
     if target.dtype.np.kind == "f":
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
-    n_classes = _class_target(op, input, target, ignore_index)
+    # Without a weight the backend's cross_entropy checks the classes (every backend does,
+    # with the same message): checking here too would cost a second device sync per step.
+    n_classes = _class_target(op, input, target, ignore_index, classes=weight is not None)
     w = _class_weight(op, weight, n_classes, input)
     if w is None:
         return CrossEntropy.apply(input, target, ignore_index, float(label_smoothing), reduction)
@@ -627,10 +626,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
             raise ValueError(f"{op}: padding_idx {padding_idx} must be within num_embeddings "
                              f"{num}")
         padding_idx %= num
-    idx = input.data
-    bad = (idx < 0) | (idx >= num)
-    if bool(bad.any()):
-        value = int(idx[bad].reshape(-1)[0])
+    value = first_out_of_range(input.data, num)  # one reduction; on a GPU, one device sync
+    if value is not None:
         raise IndexError(f"{op}: index {value} is out of range for weight of shape "
                          f"{tuple(weight.shape)} (num_embeddings={num})")
     return Embedding.apply(input, weight, padding_idx)
@@ -687,6 +684,22 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return ScaledDotProductAttention.apply(query, key, value, mask, bool(is_causal),
                                            None if scale is None else float(scale),
                                            float(dropout_p))
+
+
+def split_heads(qkv, num_heads):
+    """q, k, v of shape (B, H, T, D) from a fused projection ``qkv`` (B, T, 3 * H * D) whose
+    last dim holds q, k and v one after the other, each as H heads of D: the same as
+    ``qkv.reshape(B, T, 3, H, D).permute(2, 0, 3, 1, 4)`` indexed at 0, 1 and 2, with a
+    backward that writes the three gradients into one buffer instead of summing three
+    zero-padded ones. The outputs share qkv's memory. Not in PyTorch: a pyengine extension."""
+    op = "split_heads"
+    _float(op, "qkv", qkv)
+    if not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"{op}: num_heads must be a positive int, got {num_heads!r}")
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"{op}: expected qkv of shape (B, T, 3 * num_heads * head_dim) with "
+                         f"num_heads={num_heads}, got {tuple(qkv.shape)}")
+    return SplitHeads.apply(qkv, num_heads)
 
 
 # ---------------------------------------------------------------------------- one_hot, pad

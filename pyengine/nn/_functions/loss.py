@@ -5,23 +5,29 @@ from pyengine.autograd import Function
 
 
 def reduce(xp, loss, reduction, denominator=None):
-    """Apply 'none' | 'sum' | 'mean'; the mean divides by ``denominator`` (default: loss.size)."""
+    """Apply 'none' | 'sum' | 'mean'; the mean divides by ``denominator`` (default: loss.size),
+    which may be a 0-d device array: the division runs there, no host round trip."""
     if reduction == "none":
         return loss
+    if reduction == "mean" and denominator is None:
+        return xp.asarray(loss.mean(), dtype=loss.dtype)  # one reduction kernel on a GPU
     total = loss.sum()
     if reduction == "mean":
-        # Cast so a float32 loss is not promoted to float64 by an int64 count.
-        d = loss.size if denominator is None else denominator.astype(loss.dtype)
-        total = total / d
+        # dtype: a float32 loss stays float32 whatever the count's dtype (an int64 one would
+        # promote it), in one launch instead of a cast and a division.
+        total = xp.divide(total, denominator, dtype=loss.dtype)
     return xp.asarray(total, dtype=loss.dtype)
 
 
 def unreduce(xp, g, shape, reduction, denominator=None):
-    """Gradient of ``reduce`` w.r.t. its elementwise loss, as an array of ``shape``."""
+    """Gradient of ``reduce`` w.r.t. its elementwise loss, as an array of ``shape``: a
+    broadcast view of ``g`` for 'sum', for 'mean' the quotient written per element (one
+    launch; the class losses hand it to a kernel that reads it per row)."""
     if reduction == "none":
         return g
     if reduction == "mean":
-        g = g / (math.prod(shape) if denominator is None else denominator.astype(g.dtype))
+        d = math.prod(shape) if denominator is None else denominator
+        return xp.divide(xp.broadcast_to(g, shape), d, dtype=g.dtype)
     return xp.broadcast_to(g, shape)
 
 

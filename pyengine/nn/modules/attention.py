@@ -91,17 +91,19 @@ class MultiheadAttention(Module):
             init.constant_(self.out_proj.bias, 0.0)
 
     def _project(self, query, key, value):
-        E, b = self.embed_dim, self.in_proj_bias
-        bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
+        """q, k, v split into heads: (N, H, L, d), (N, H, S, d), (N, H, S, d)."""
+        E, b, H = self.embed_dim, self.in_proj_bias, self.num_heads
         if self._qkv_same_embed_dim:
             w = self.in_proj_weight
             if query is key and key is value:
-                qkv = F.linear(query, w, b)  # self-attention: one matmul for all three
-                return qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]
+                # Self-attention: one matmul for all three, split without copies.
+                return F.split_heads(F.linear(query, w, b), H)
             wq, wk, wv = w[:E], w[E : 2 * E], w[2 * E :]
         else:
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+        bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
+        return tuple(F.linear(x, wx, bx).reshape(x.shape[0], x.shape[1], H, self.head_dim).transpose(1, 2)
+                     for x, wx, bx in ((query, wq, bq), (key, wk, bk), (value, wv, bv)))
 
     def _check_inputs(self, query, key, value):
         if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
@@ -171,11 +173,8 @@ class MultiheadAttention(Module):
             value = key if same_kv else value.transpose(0, 1)
         N, L, _ = query.shape
         S = key.shape[1]
-        H, d = self.num_heads, self.head_dim
+        d = self.head_dim
         q, k, v = self._project(query, key, value)
-        q = q.reshape(N, L, H, d).transpose(1, 2)
-        k = k.reshape(N, S, H, d).transpose(1, 2)
-        v = v.reshape(N, S, H, d).transpose(1, 2)
         mask = self._merged_mask(attn_mask, key_padding_mask, is_causal, N, L, S,
                                  query.dtype, query.device)
         p = self.dropout if self.training else 0.0
