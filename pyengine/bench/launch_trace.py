@@ -162,10 +162,6 @@ class DeviceArray(np.ndarray):
             _count("cupy", func.__name__, alloc=func.__name__ != "copyto" and kwargs.get("out") is None)
         return _wrap(func._implementation(*_plain(args), **_plain(kwargs)))
 
-    def mean(self, *args, **kwargs):  # one reduction kernel in CuPy (sum and scale fused), not NumPy's two
-        _count("cupy", "mean", alloc=kwargs.get("out") is None)
-        return _wrap(self.view(np.ndarray).mean(*args, **_plain(kwargs)))
-
     # Host reads: each one is a device synchronisation in CuPy.
     def __bool__(self):
         _STATS and _STATS.sync("bool()")

@@ -9,13 +9,11 @@ def reduce(xp, loss, reduction, denominator=None):
     which may be a 0-d device array: the division runs there, no host round trip."""
     if reduction == "none":
         return loss
-    if reduction == "mean" and denominator is None:
-        return xp.asarray(loss.mean(), dtype=loss.dtype)  # one reduction kernel on a GPU
     total = loss.sum()
     if reduction == "mean":
         # dtype: a float32 loss stays float32 whatever the count's dtype (an int64 one would
         # promote it), in one launch instead of a cast and a division.
-        total = xp.divide(total, denominator, dtype=loss.dtype)
+        total = xp.divide(total, loss.size if denominator is None else denominator, dtype=loss.dtype)
     return xp.asarray(total, dtype=loss.dtype)
 
 
