@@ -194,7 +194,7 @@ def _address(a):
 
 def stacked_slices(parts):
     """The array whose [i] is parts[i], when parts are exactly the consecutive slices
-    [0], [1], ... of one C-contiguous array that owns its memory; else None."""
+    [0], [1], ... of one C-contiguous array (their common ``.base``); else None."""
     first = parts[0]
     base = first.base
     if (base is None or any(p.base is not base for p in parts) or base.dtype != first.dtype
