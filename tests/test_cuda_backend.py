@@ -9,15 +9,15 @@ import pyengine as pe
 from pyengine.backend import TABLE, check_table
 from pyengine.backend import cuda_backend as cb
 
-REASONS = ("pyengine._C was built without CUDA", "CuPy is not installed", "no CUDA driver",
-           "no CUDA device")
+REASONS = ("pyengine._C is not importable", "pyengine._C was built without CUDA", "CuPy is not installed",
+           "no CUDA driver", "no CUDA device")
 
 
 def _extension():
     try:
         return importlib.import_module("pyengine._C")
     except ImportError as exc:
-        pytest.skip(f"pyengine._C is absent (installed without nvcc): {exc}")
+        pytest.skip(f"pyengine._C is not importable (not built in this checkout, or installed without nvcc): {exc}")
 
 
 def test_backend_fills_the_table():
@@ -68,8 +68,8 @@ def test_to_cuda_raises_with_the_reason_when_unavailable():
 class _FakeExtension:
     cuda_built = True
 
-    def __init__(self, count, err):
-        self._count, self._err = count, err
+    def __init__(self, count, err, cuda_built=True):
+        self._count, self._err, self.cuda_built = count, err, cuda_built
 
     def device_count(self):
         return self._count
@@ -79,13 +79,14 @@ class _FakeExtension:
 
 
 @pytest.mark.parametrize("ext,cupy_present,expected", [
-    (None, True, "pyengine._C was built without CUDA (no nvcc at build time)"),
+    (None, True, "pyengine._C is not importable: not built here"),
+    (_FakeExtension(1, "", cuda_built=False), True, "pyengine._C was built without CUDA (no nvcc at build time)"),
     (_FakeExtension(1, ""), False, "CuPy is not installed"),
     (_FakeExtension(0, "cudaErrorInsufficientDriver: CUDA driver version is insufficient"), True,
      "no CUDA driver (cudaErrorInsufficientDriver"),
     (_FakeExtension(0, "cudaErrorNoDevice: no CUDA-capable device is detected"), True,
      "no CUDA device (cudaErrorNoDevice"),
-], ids=["no-extension", "no-cupy", "no-driver", "no-device"])
+], ids=["no-extension", "built-without-cuda", "no-cupy", "no-driver", "no-device"])
 def test_available_tells_the_missing_pieces_apart(monkeypatch, ext, cupy_present, expected):
     monkeypatch.setattr(cb, "_C", ext)
     monkeypatch.setattr(cb, "cp", object() if cupy_present else None)

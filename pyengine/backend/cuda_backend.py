@@ -61,9 +61,11 @@ _availability = None
 
 
 def _probe():
-    if _C is None or not getattr(_C, "cuda_built", False):
-        detail = f" ({_C_ERROR})" if _C_ERROR else ""
-        return False, f"pyengine._C was built without CUDA (no nvcc at build time){detail}"
+    if _C is None:
+        return False, (f"pyengine._C is not importable: not built here (pip install . compiles it; "
+                       f"CMake skips it without nvcc) ({_C_ERROR})")
+    if not getattr(_C, "cuda_built", False):
+        return False, "pyengine._C was built without CUDA (no nvcc at build time)"
     if cp is None:
         return False, "CuPy is not installed (pip install cupy-cuda13x)"
     if _C.device_count() == 0:
