@@ -118,13 +118,32 @@ def build(name: str):
 CASES = {"mlp": (64, (64,)), "lenet5": (64, (1, 28, 28))}
 
 
+def blas_kernels() -> str:
+    """The CPU kernels OpenBLAS picked (threadpoolctl's 'architecture'), and the
+    OPENBLAS_CORETYPE that forced them if set: GEMM speed doubles between Haswell (AVX2) and
+    SkylakeX (AVX-512) kernels on an AVX-512 CPU, so a table must say which ran."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    arch = [i.get("architecture", "?") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return (", ".join(arch) or "no OpenBLAS") + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
+
+
+def machine_line(torch) -> str:
+    from pyengine.commands.info import numpy_blas
+
+    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__} "
+            f"with {numpy_blas()}, {blas_kernels()} kernels")
+
+
 def run(torch, repeats: int, warmup: int) -> list[dict]:
     """Time every case; prints one row per model and returns the rows."""
     from pyengine.commands.info import numpy_blas
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__} "
-          f"with {numpy_blas()}")
+    print(machine_line(torch))
     print(f"{'model':<8} {'batch':>5} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
     rng = np.random.default_rng(0)
     rows = []
@@ -135,7 +154,7 @@ def run(torch, repeats: int, warmup: int) -> list[dict]:
         ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)], repeats, warmup)
         rows.append({"model": name, "batch": batch, "pyengine_ms": ms_ours, "torch_ms": ms_torch,
                      "ratio": ms_ours / ms_torch, "torch_threads": torch.get_num_threads(),
-                     "numpy_blas": numpy_blas()})
+                     "numpy_blas": numpy_blas(), "blas_kernels": blas_kernels()})
         print(f"{name:<8} {batch:>5} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
     return rows
 

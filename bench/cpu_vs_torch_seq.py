@@ -17,13 +17,11 @@ Exits 0 with a message when PyTorch is not installed.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 
 import numpy as np
 
-from cpu_vs_torch import cli, median_step_ms, pyengine_step, torch_step
+from cpu_vs_torch import blas_kernels, cli, machine_line, median_step_ms, pyengine_step, torch_step
 
 LSTM_CASE = dict(batch=32, seq=64, input=32, hidden=128, classes=10)
 GPT_CASE = dict(batch=16, block_size=128, n_layer=4, n_head=4, n_embd=128, vocab=65)
@@ -156,8 +154,7 @@ def run(torch, repeats: int, warmup: int, models=MODELS) -> list[dict]:
     """Time the models; prints one row per model and returns the rows."""
     rng = np.random.default_rng(0)
     rows = []
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads; numpy {np.__version__}")
+    print(machine_line(torch))
     print(f"{'model':<6} {'pyengine ms':>12} {'torch ms':>10} {'ratio':>7}")
     for name, build in (("lstm", build_lstm), ("gpt", build_gpt)):
         if name not in models:
@@ -167,7 +164,8 @@ def run(torch, repeats: int, warmup: int, models=MODELS) -> list[dict]:
         x, y = inputs(name, rng)
         ms_ours, ms_torch = median_step_ms([pyengine_step(ours, x, y), torch_step(theirs, x, y)],
                                            repeats, warmup)
-        rows.append({"model": name, "pyengine_ms": ms_ours, "torch_ms": ms_torch, "ratio": ms_ours / ms_torch})
+        rows.append({"model": name, "pyengine_ms": ms_ours, "torch_ms": ms_torch, "ratio": ms_ours / ms_torch,
+                     "torch_threads": torch.get_num_threads(), "blas_kernels": blas_kernels()})
         print(f"{name:<6} {ms_ours:>12.3f} {ms_torch:>10.3f} {ms_ours / ms_torch:>6.2f}x")
     return rows
 
