@@ -320,20 +320,26 @@ def max_pool2d(x, kernel_size, stride, padding, dilation=(1, 1), ceil_mode=False
     offsets = [(i * dilation[0], j * dilation[1]) for i in range(kh) for j in range(kw)]
     taps = [xp[:, :, r:r + hspan:stride[0], q:q + wspan:stride[1]] for r, q in offsets]
     # A running max over the kh*kw strided taps: NumPy reduces a short last axis (a window
-    # copy plus argmax) several times slower than these whole-array passes. Strict ">"
-    # keeps the first maximum in window order, PyTorch's tie rule.
+    # copy plus argmax) several times slower than these whole-array passes.
     y = taps[0].copy()
-    # The tap number fits int16 for any real kernel; a narrow type halves the traffic.
+    for tap in taps[1:]:
+        np.maximum(y, tap, out=y)
+    # The window's first tap equal to its max, PyTorch's tie rule: arg counts the taps
+    # passed over while none matched (bool and int16 passes; the tap number fits int16 for
+    # any real kernel).
     arg = np.zeros(y.shape, dtype=np.int16 if len(taps) < 2 ** 15 else np.int64)
-    for k in range(1, len(taps)):
-        better = taps[k] > y
-        np.maximum(y, taps[k], out=y)
-        arg += better * (k - arg)
-    if np.isnan(y).any():
+    if len(taps) > 1:
+        searching = np.not_equal(taps[0], y)
+        for k in range(1, len(taps)):
+            arg += searching
+            if k < len(taps) - 1:
+                searching &= np.not_equal(taps[k], y)
+    if np.isnan(y.sum()):  # also true for inf - inf; the loop below then changes nothing
         # PyTorch takes a NaN whenever it meets one, so the last NaN of a window wins.
         for k, tap in enumerate(taps):
             arg = np.where(np.isnan(tap), k, arg)
-    all_neg_inf = y == -np.inf
+    if padding != (0, 0) or ceil_mode:
+        all_neg_inf = y == -np.inf
     if (padding != (0, 0) or ceil_mode) and all_neg_inf.any():
         # A window whose input is all -inf ties with the padding; PyTorch never looks at the
         # padding, so such a window reports its first in-bounds tap.
@@ -1045,7 +1051,7 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay, 
             buf[...] = grad
         else:
             buf *= momentum
-            buf += (1 - dampening) * grad
+            buf += (1 - dampening) * grad if dampening else grad
         grad = grad + momentum * buf if nesterov else buf
     param -= lr * grad
 

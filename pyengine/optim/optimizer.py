@@ -110,6 +110,9 @@ class Optimizer:
         one call can update every parameter of ``group`` that has a grad: all float32 on one
         backend that has ``name`` (the native CUDA one). Else (None, None): step per parameter.
         The gradients are not negated; the multi-tensor updates take ``maximize``."""
+        params = group["params"]
+        if not params or getattr(backend_for(params[0].device), name, None) is None:
+            return None, None  # the common CPU case: no list of the gradients built for nothing
         items = list(cls._grads(group, negate=False))
         if not items:
             return None, None
