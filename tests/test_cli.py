@@ -173,3 +173,23 @@ def test_info_blas_falls_back_to_numpy_build_config(monkeypatch):
     expected = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     text = numpy_blas()
     assert text.startswith(expected) and text.endswith("(from numpy build config)")
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, "on: glibc mmap threshold 32 MiB"),
+    ({"PYENGINE_MALLOC_TUNING": "0"}, "off (PYENGINE_MALLOC_TUNING=0)"),
+    ({"MALLOC_TRIM_THRESHOLD_": "131072"}, "off (the environment sets malloc's thresholds)"),
+], ids=["default", "opt-out", "user-thresholds"])
+def test_info_says_what_the_numpy_backend_told_malloc(env, expected):
+    """The NumPy backend keeps freed memory on glibc (a process-wide setting, made on import):
+    ``pyengine info`` says whether it did, and a user's own setting or the opt-out wins."""
+    import platform
+
+    if expected.startswith("on") and platform.libc_ver()[0] != "glibc":
+        pytest.skip("the tuning applies to glibc only; this Python does not run on glibc")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("PYENGINE_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    done = subprocess.run([sys.executable, "-m", "pyengine.cli", "info", "--json"], capture_output=True,
+                          text=True, env={**clean, "PYTHONPATH": str(ROOT), **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["malloc_tuning"].startswith(expected)

@@ -45,22 +45,26 @@ def _keep_freed_memory():
     A fixed 32 MiB mmap threshold (glibc's maximum) and a 1 GiB trim threshold keep the
     memory: the process holds on to its peak heap. Applies to the whole process, PyTorch's
     CPU tensors included. Skipped off glibc, when PYENGINE_MALLOC_TUNING=0, or when the user
-    set either threshold (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES)."""
-    if os.environ.get("PYENGINE_MALLOC_TUNING", "1") == "0" or platform.libc_ver()[0] != "glibc":
-        return
+    set either threshold (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, GLIBC_TUNABLES).
+    Returns what was done, in words (``pyengine info`` prints it as ``malloc_tuning``)."""
+    if os.environ.get("PYENGINE_MALLOC_TUNING", "1") == "0":
+        return "off (PYENGINE_MALLOC_TUNING=0)"
+    if platform.libc_ver()[0] != "glibc":
+        return "off (not glibc)"
     if {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & os.environ.keys() or \
             "malloc" in os.environ.get("GLIBC_TUNABLES", ""):
-        return
+        return "off (the environment sets malloc's thresholds)"
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return
+        return "off (mallopt not found)"
     m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 32 << 20)
-    mallopt(m_trim_threshold, 1 << 30)
+    if mallopt(m_mmap_threshold, 32 << 20) != 1 or mallopt(m_trim_threshold, 1 << 30) != 1:
+        return "off (mallopt refused)"
+    return "on: glibc mmap threshold 32 MiB, trim threshold 1 GiB (PYENGINE_MALLOC_TUNING=0 turns it off)"
 
 
-_keep_freed_memory()
+MALLOC_TUNING = _keep_freed_memory()
 
 # --------------------------------------------------------------------------------------
 # Host transfer and random numbers

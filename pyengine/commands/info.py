@@ -53,6 +53,14 @@ def numpy_blas() -> str:
         return f"unknown ({exc})"
 
 
+def _malloc_tuning() -> str:
+    """What the NumPy backend told glibc's malloc on import (it keeps freed memory so a
+    step's large temporaries are not fresh page-faulting allocations)."""
+    from pyengine.backend import numpy_backend
+
+    return numpy_backend.MALLOC_TUNING
+
+
 def cuda_status() -> dict:
     """Whether pyengine._C was built (it exists only in CUDA builds), what each GPU kernel
     provider says about availability, and the GPUs the current provider sees."""
@@ -86,6 +94,7 @@ def collect() -> dict:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "numpy_blas": numpy_blas(),
+        "malloc_tuning": _malloc_tuning(),
     }
     for module, dist in _OPTIONAL:
         report[module] = _version(module, dist) or "not installed"
