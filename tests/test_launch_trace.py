@@ -5,23 +5,32 @@ parameters, no copy of a fresh parameter gradient, no device sync after the forw
 import numpy as np
 import pytest
 
+from contextlib import contextmanager
+
 from pyengine.bench import launch_trace as lt
+
+
+@contextmanager
+def _counting():
+    """Counts what the body does on the fake device (arrays made before it are not counted)."""
+    stats = lt._Stats()
+    lt._STATS = stats
+    try:
+        yield stats
+    finally:
+        lt._STATS = None
 
 
 def test_fake_array_counts_syncs_launches_and_allocations():
     with lt.fake_device() as cp:
         a = cp.asarray(np.arange(6, dtype=np.float32)).reshape(2, 3)
-        stats = lt._Stats()
-        lt._STATS = stats
-        try:
+        with _counting() as stats:
             b = a * 2 + 1           # two elementwise launches
             s = b.sum()             # one reduction
             bool(s > 0)             # one launch, one sync
             float(s)                # one sync
             cp.ascontiguousarray(b.T)  # a copy
             cp.ascontiguousarray(b)    # none
-        finally:
-            lt._STATS = None
     assert sum(stats.syncs.values()) == 2
     assert stats.cupy["multiply"] == 1 and stats.cupy["add"] == 1 and stats.cupy["add.reduce"] == 1
     assert stats.cupy["ascontiguousarray(copy)"] == 1
@@ -32,14 +41,10 @@ def test_fake_counts_reductions_called_as_functions():
     # cp.sum(x) reaches the fake through __array_function__, not __array_ufunc__.
     with lt.fake_device() as cp:
         a = cp.asarray(np.arange(6, dtype=np.float32)).reshape(2, 3)
-        stats = lt._Stats()
-        lt._STATS = stats
-        try:
+        with _counting() as stats:
             s = cp.sum(a, axis=0)
             cp.max(a)
             a.view(np.int32)  # a reinterpretation: no launch
-        finally:
-            lt._STATS = None
     assert dict(stats.cupy) == {"sum": 1, "max": 1}, dict(stats.cupy)
     assert stats.allocs == 2
     np.testing.assert_array_equal(np.asarray(s), [3, 5, 7])
@@ -72,13 +77,9 @@ def test_no_device_sync_after_the_forward_pass():
         parts.opt.zero_grad()
         out = parts.model(parts.xt)
         loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), parts.yt.reshape(-1))
-        stats = lt._Stats()
-        lt._STATS = stats
-        try:
+        with _counting() as stats:
             loss.backward()
             parts.opt.step()
-        finally:
-            lt._STATS = None
     assert not stats.syncs, dict(stats.syncs)
     assert stats.kernels["adam_step_multi"] == 1
 
@@ -113,12 +114,8 @@ def test_qkv_views_of_one_buffer_are_copied_once_and_exactly():
     with lt.fake_device() as cp:
         parts = cp.asarray(qkv).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) views
         q, k, v = parts[0], parts[1], parts[2]
-        stats = lt._Stats()
-        lt._STATS = stats
-        try:
+        with _counting() as stats:
             got = _cuda_nn._qkv_contig(q, k, v, (2, 4), "sdpa")
-        finally:
-            lt._STATS = None
         separate = _cuda_nn._qkv_contig(q, k[:, :, ::-1], v, (2, 4), "sdpa")  # not equally spaced
     assert stats.cupy["ascontiguousarray(copy)"] == 1
     for i, g in enumerate(got):
