@@ -112,8 +112,6 @@ def _constant(op, name, t, input):
     return t.data
 
 
-
-
 # ---------------------------------------------------------------------------- linear, conv
 
 def _check_bias(op, bias, weight, input):
