@@ -38,7 +38,7 @@ sys.path.insert(0, _BENCH)  # cpu_vs_torch and cpu_vs_torch_seq: the PyTorch twi
 
 import pyengine as pe  # noqa: E402
 from pyengine.backend import get_cuda_kernels, set_cuda_kernels  # noqa: E402
-from pyengine.nn import functional as F  # noqa: E402
+from pyengine.bench.training import classification_step, benchmark_optimizer  # noqa: E402
 
 VOCAB = 65
 # label: (model, model kwargs, batch, context)
@@ -84,13 +84,6 @@ def batch_data(model, batch, context):
     return rng.standard_normal((batch, 64), dtype=np.float32), rng.integers(0, 10, batch)
 
 
-def make_optimizer(lib, name, params):
-    optim = lib.optim
-    if name == "sgd":
-        return optim.SGD(params, lr=0.01, momentum=0.9)
-    return {"adam": optim.Adam, "adamw": optim.AdamW}[name](params, lr=1e-3)
-
-
 def ours_step(cfg, device, optimizer, kernels=None):
     """(step function returning the loss tensor, model) on ``device`` with ``kernels``."""
     model_name, kw, batch, context = CONFIGS[cfg]
@@ -99,16 +92,7 @@ def ours_step(cfg, device, optimizer, kernels=None):
     model = build_ours(model_name, kw, context).to(device)
     x, y = batch_data(model_name, batch, context)
     xt, yt = pe.tensor(x, device=device), pe.tensor(y.astype(np.int64), device=device)
-    opt = make_optimizer(pe, optimizer, model.parameters())
-
-    def step():
-        opt.zero_grad()
-        out = model(xt)
-        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), yt.reshape(-1))
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    return classification_step(pe, model, xt, yt, benchmark_optimizer(pe, optimizer, model.parameters()))
 
 
 def torch_step(cfg, optimizer):
@@ -122,16 +106,7 @@ def torch_step(cfg, optimizer):
     model = model.cuda()
     x, y = batch_data(model_name, batch, context)
     xt, yt = torch.tensor(x, device="cuda"), torch.tensor(y.astype(np.int64), device="cuda")
-    opt = make_optimizer(torch, optimizer, model.parameters())
-
-    def step():
-        opt.zero_grad()
-        out = model(xt)
-        loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), yt.reshape(-1))
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    return classification_step(torch, model, xt, yt, benchmark_optimizer(torch, optimizer, model.parameters()))
 
 
 def _event_ms(step):

@@ -178,19 +178,16 @@ def _attention_backward(p, n, rng, sets):
 
 def _train_step(model, x, y, device):
     import pyengine as pe
-    from pyengine.nn import functional as nnf
+
+    from .training import classification_step, benchmark_optimizer
 
     model.to(device)
     xt, yt = pe.tensor(x, device=device), pe.tensor(y, device=device)
-    opt = pe.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = classification_step(pe, model, xt, yt, benchmark_optimizer(pe, "sgd", model.parameters()))
 
-    def step(_i):
-        opt.zero_grad()
-        out = model(xt)
-        loss = nnf.cross_entropy(out.reshape(-1, out.shape[-1]), yt.reshape(-1))
-        loss.backward()
-        opt.step()
-    return step
+    def fn(_i):
+        step()
+    return fn
 
 
 def _train(model_name):

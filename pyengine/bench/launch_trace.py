@@ -423,7 +423,8 @@ def build_step(model_key, device, optimizer="sgd", batch=None, seed=0):
     and n_params."""
     import pyengine as pe
     from pyengine.models import get_model
-    from pyengine.nn import functional as F
+
+    from .training import classification_step, benchmark_optimizer
 
     name, kw, default_batch = MODELS[model_key]
     n = batch or default_batch
@@ -442,17 +443,8 @@ def build_step(model_key, device, optimizer="sgd", batch=None, seed=0):
     model.to(device)
     xt, yt = pe.tensor(x, device=device), pe.tensor(y.astype(np.int64), device=device)
     params = list(model.parameters())
-    opt = {"sgd": lambda: pe.optim.SGD(params, lr=0.01, momentum=0.9),
-           "adam": lambda: pe.optim.Adam(params, lr=1e-3),
-           "adamw": lambda: pe.optim.AdamW(params, lr=1e-3)}[optimizer]()
-
-    def step():
-        opt.zero_grad()
-        out = model(xt)
-        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), yt.reshape(-1))
-        loss.backward()
-        opt.step()
-        return loss
+    opt = benchmark_optimizer(pe, optimizer, params)
+    step = classification_step(pe, model, xt, yt, opt)
     return step, types.SimpleNamespace(model=model, opt=opt, xt=xt, yt=yt,
                                        n_params=sum(int(np.prod(p.shape)) for p in params))
 
