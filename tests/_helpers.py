@@ -7,6 +7,24 @@ import pytest
 import pyengine as pe
 
 
+def check_close(got, ref, tol=2e-5, what="", floor=0.0):
+    """Relative L2 error of ``got`` (a device or host array) against the float64 ``ref`` under
+    ``tol`` over the reference's finite entries; NaN and inf only where the reference has
+    them, so an output a kernel forgot to write (poisoned with NaN) fails. ``floor``: a lower
+    bound for the reference's norm, for outputs that are exactly 0 in float64 or small
+    differences of larger terms, which float32 cannot give to a relative tolerance."""
+    got = np.asarray(got.get() if hasattr(got, "get") else got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    special = ~np.isfinite(ref)
+    assert np.array_equal(got[special], ref[special], equal_nan=True), f"{what}: NaN/inf entries differ"
+    g, r = got[~special], ref[~special]
+    bad = np.count_nonzero(~np.isfinite(g))
+    assert bad == 0, f"{what}: {bad} NaN/inf entries (unwritten outputs?)"
+    err = np.linalg.norm(g - r) / max(np.linalg.norm(r), floor, 1e-30)
+    assert err < tol, f"{what}: relative error {err:.2e} >= {tol:.0e}"
+
+
 @contextlib.contextmanager
 def cuda_kernels(provider):
     """Run the body with ``provider``'s kernels ("native" or "numba") on "cuda", or skip the

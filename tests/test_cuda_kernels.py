@@ -11,6 +11,8 @@ import pytest
 import pyengine as pe
 from pyengine.backend import numpy_backend as nb
 
+from _helpers import check_close
+
 pytestmark = pytest.mark.gpu
 
 cp = pytest.importorskip("cupy", reason="the native kernels need CuPy")
@@ -33,19 +35,9 @@ def poisoned(shape, dtype=np.float32):
 
 
 def check(got, ref, tol=2e-5, what="", scale=0.0):
-    """Relative L2 error under tol; NaN never passes (unless the reference has it there).
-    scale: a floor for the reference norm, for outputs that are small differences of O(scale)
-    terms (float32 cannot give those to a relative tol)."""
-    got = cp.asnumpy(got).astype(np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
-    special = ~np.isfinite(ref)
-    assert np.array_equal(got[special], ref[special], equal_nan=True), f"{what}: NaN/inf entries differ"
-    g, r = got[~special], ref[~special]
-    bad = np.count_nonzero(~np.isfinite(g))
-    assert bad == 0, f"{what}: {bad} NaN/inf entries (unwritten outputs?)"
-    err = np.linalg.norm(g - r) / max(np.linalg.norm(r), scale, 1e-30)
-    assert err < tol, f"{what}: relative error {err:.2e} >= {tol:.0e}"
+    """_helpers.check_close; scale: a floor for the reference norm, for outputs that are small
+    differences of O(scale) terms (float32 cannot give those to a relative tol)."""
+    check_close(got, ref, tol, what, floor=scale)
 
 
 @pytest.fixture

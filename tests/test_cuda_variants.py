@@ -19,6 +19,8 @@ cp = pytest.importorskip("cupy", reason="the native kernels need CuPy")
 from pyengine.backend import _cuda_nn as nn  # noqa: E402
 from pyengine.backend import numpy_backend as nb  # noqa: E402
 
+from _helpers import check_close as check  # noqa: E402  (floor: the reference norm's lower bound)
+
 
 def _names(fn):
     """The versions the built extension has; one placeholder where it is not built (the
@@ -50,19 +52,6 @@ def f32(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def check(got, ref, tol, what, floor=0.0):
-    """Relative L2 error under tol, NaN/inf only where the reference has them. floor: a lower
-    bound for the reference's norm, for outputs that are exactly 0 in float64 (a softmax over
-    one key has zero gradient) but rounding noise in float32."""
-    got = cp.asnumpy(got).astype(np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
-    special = ~np.isfinite(ref)
-    assert np.array_equal(got[special], ref[special], equal_nan=True), f"{what}: NaN/inf entries differ"
-    g, r = got[~special], ref[~special]
-    assert np.all(np.isfinite(g)), f"{what}: {np.count_nonzero(~np.isfinite(g))} NaN/inf entries (unwritten?)"
-    err = np.linalg.norm(g - r) / max(np.linalg.norm(r), floor, 1e-30)
-    assert err < tol, f"{what}: relative error {err:.2e} >= {tol:.0e}"
 
 
 def _kernels():
