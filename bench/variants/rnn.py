@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import sys
 import time
 
@@ -34,6 +33,8 @@ import cupy as cp  # noqa: E402
 
 import pyengine as pe  # noqa: E402
 from pyengine.backend import set_cuda_kernels  # noqa: E402
+from pyengine.bench.timers import time_cpu, time_cuda  # noqa: E402
+from pyengine.bench.training import benchmark_optimizer, classification_step  # noqa: E402
 from pyengine.models.charrnn import CharRNN  # noqa: E402
 from pyengine.nn import functional as F  # noqa: E402
 
@@ -71,34 +72,7 @@ def max_err(got, ref):
 
 def train_step(model, x, y, device):
     xt, yt = pe.tensor(x, device=device), pe.tensor(y, device=device)
-    opt = pe.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step():
-        opt.zero_grad()
-        loss_of(model, xt, yt).backward()
-        opt.step()
-    return step
-
-
-def gpu_ms(step, reps):
-    times = []
-    for _ in range(reps):
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, end))
-    return statistics.median(times)
-
-
-def cpu_ms(step, reps):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times)
+    return classification_step(pe, model, xt, yt, benchmark_optimizer(pe, "sgd", model.parameters()))
 
 
 def main(argv=None):
@@ -138,9 +112,8 @@ def main(argv=None):
                     model.to("cuda")
                 err = max_err(grads_once(model, x, y, device), want)
                 step = train_step(model, x, y, device)
-                for _ in range(2):
-                    step()
-                ms = cpu_ms(step, args.reps) if provider == "cpu" else gpu_ms(step, args.reps)
+                timer = time_cpu if provider == "cpu" else time_cuda
+                ms = timer(lambda _i: step(), args.reps, warmup=2).ms
                 rows.append((label, provider, ms, err))
                 print(f"{provider:<6} {label}: {ms:.2f} ms/step, max err {err:.1e}", flush=True)
     set_cuda_kernels("native")

@@ -38,7 +38,8 @@ sys.path.insert(0, _BENCH)  # cpu_vs_torch and cpu_vs_torch_seq: the PyTorch twi
 
 import pyengine as pe  # noqa: E402
 from pyengine.backend import get_cuda_kernels, set_cuda_kernels  # noqa: E402
-from pyengine.bench.training import classification_step, benchmark_optimizer  # noqa: E402
+from pyengine.bench.timers import time_cpu, time_cuda  # noqa: E402
+from pyengine.bench.training import benchmark_optimizer, classification_step  # noqa: E402
 
 VOCAB = 65
 # label: (model, model kwargs, batch, context)
@@ -121,12 +122,7 @@ def _event_ms(step):
 
 
 def cuda_median_ms(step, reps, warmup):
-    import cupy as cp
-
-    for _ in range(warmup):
-        step()
-    cp.cuda.get_current_stream().synchronize()
-    return statistics.median(_event_ms(step) for _ in range(reps))
+    return time_cuda(lambda _i: step(), reps, warmup).ms
 
 
 def paired_median_ms(step, reps, warmup):
@@ -148,14 +144,7 @@ def paired_median_ms(step, reps, warmup):
 
 
 def cpu_median_ms(step, reps, warmup):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times)
+    return time_cpu(lambda _i: step(), reps, warmup).ms
 
 
 def first_loss(step):
