@@ -388,16 +388,6 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
 }
 #endif  // PYENGINE_KERNEL_VARIANTS
 
-int smem_optin() {
-  static int bytes = 0;
-  if (bytes == 0) {
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  }
-  return bytes;
-}
-
 std::string desc(const char* name, const AttnShape& a, const AttnMask& mk) {
   return std::string(name) + " bh=" + std::to_string(a.bh) + " l=" + std::to_string(a.l) +
          " s=" + std::to_string(a.s) + " e=" + std::to_string(a.e) + " ev=" + std::to_string(a.ev) +
@@ -482,7 +472,7 @@ void attention_backward_variant(int variant, const AttnShape& a, const AttnMask&
   attn_dispatch_d(a.e, a.ev, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     constexpr int smem2 = attn_bwd_async_smem<D>();
-    if (variant == 2 && smem2 <= smem_optin()) {
+    if (variant == 2 && smem2 <= max_smem_optin()) {
       CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kv_async_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       smem2));
       attn_bwd_kv_async_kernel<D><<<dim3(a.bh, ceil_div(a.s, kAttnTile)), kAttnThreads, smem2, st>>>(

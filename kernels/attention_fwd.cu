@@ -229,20 +229,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB)
   }
 }
 
-int smem_optin() {
-  static int bytes = 0;
-  if (bytes == 0) {
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  }
-  return bytes;
-}
-
 template <class C>
 void launch(const AttnShape& a, const AttnMask& mk, const float* q, const float* k, const float* v, float* out,
             float* lse, cudaStream_t st) {
-  if (C::SMEM > smem_optin()) {  // 64 x 64 tiles need 118 KB at D = 128 (an A100 has 163 KB)
+  if (C::SMEM > max_smem_optin()) {  // 64 x 64 tiles need 118 KB at D = 128 (an A100 has 163 KB)
     launch<FwdCfg<C::D, 64, 64, 16, 256>>(a, mk, q, k, v, out, lse, st);
     return;
   }

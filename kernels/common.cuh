@@ -45,6 +45,29 @@ template <typename T>
 inline T* dptr(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
+// An attribute of the current device. Callers keep it in a function-local static, so it is
+// asked once per process (of the first device asked): device_attribute throws a CUDA error,
+// device_attribute_or gives `fallback` when the runtime cannot answer.
+inline int device_attribute(cudaDeviceAttr attr) {
+  int dev = 0, v = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&v, attr, dev));
+  return v;
+}
+
+inline int device_attribute_or(cudaDeviceAttr attr, int fallback) {
+  int dev = 0, v = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, attr, dev) != cudaSuccess)
+    return fallback;
+  return v;
+}
+
+// Shared memory one block may use when it opts in (above the default 48 KB), asked once.
+inline int max_smem_optin() {
+  static const int bytes = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  return bytes;
+}
+
 // Grid size for grid-stride loops: enough blocks to fill the device, never more than the work.
 inline int grid_for(long long n, int threads, int max_blocks = 65535) {
   long long blocks = (n + threads - 1) / threads;

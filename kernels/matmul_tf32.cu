@@ -266,16 +266,6 @@ void launch_v2(const Problem& p) {
 }
 #endif  // PYENGINE_KERNEL_VARIANTS
 
-int max_smem_optin() {
-  static int bytes = 0;
-  if (bytes == 0) {
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  }
-  return bytes;
-}
-
 template <class Cfg, bool A_K, bool B_K, bool VEC, class Epi>
 void launch_v3_kernel(const Problem& p, const Epi& epi) {
   const auto kernel = tf32mma::gemm_kernel<Cfg, A_K, B_K, VEC, Epi>;

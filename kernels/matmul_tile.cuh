@@ -186,12 +186,7 @@ __device__ __forceinline__ void gemm_tile(const ALoader& a, const BLoader& b, co
 
 // Number of SMs of the current device (read once).
 inline int sm_count() {
-  static int count = 0;
-  if (count == 0) {
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
-  }
+  static const int count = device_attribute(cudaDevAttrMultiProcessorCount);
   return count;
 }
 

@@ -359,13 +359,7 @@ __global__ void ln_params_sum(const float* __restrict__ partial, float* __restri
 constexpr int kFusedMaxCols = 32 * kRowBlockThreads;
 
 int sm_count() {
-  static const int sms = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      v = 132;
-    return v;
-  }();
+  static const int sms = device_attribute_or(cudaDevAttrMultiProcessorCount, 132);
   return sms;
 }
 

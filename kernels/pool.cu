@@ -313,13 +313,7 @@ __global__ void max_pool_bwd_plane(int in_plane, int out_plane, const float* __r
 
 // Shared memory one block may use (opt-in above 48 KB), asked once.
 int max_shared_bytes() {
-  static const int bytes = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-      v = 48 * 1024;
-    return v;
-  }();
+  static const int bytes = device_attribute_or(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
   return bytes;
 }
 
