@@ -69,26 +69,10 @@ __device__ __forceinline__ float to_tf32(float x) {
   return __uint_as_float(r);
 }
 
-__device__ __forceinline__ void mma_tf32(float (&c)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
-
-// Four 8 x 8 b16 (= 8 x 4 float) blocks of shared memory, one row address per lane.
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const float* row) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
+// The m16n8k8 TF32 mma.sync and the ldmatrix x4 load are the production kernel's
+// (matmul_tf32_mma.cuh).
+using tf32mma::ldmatrix_x4;
+using tf32mma::mma;
 // A run of 4 into a k-contiguous tile s[ROWS][PITCH], rounded to TF32.
 template <class Loader, int ROWS>
 __device__ __forceinline__ void store_rowmajor(float (*s)[PITCH], int pass, const float (&v)[4]) {
@@ -170,7 +154,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-          for (int nt = 0; nt < 4; ++nt) mma_tf32(acc[mt][nt], fa[mt], fb[nt]);
+          for (int nt = 0; nt < 4; ++nt) mma(acc[mt][nt], fa[mt], fb[nt]);
       }
       if (more) {
 #pragma unroll

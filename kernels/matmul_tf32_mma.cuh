@@ -13,6 +13,7 @@
 // cores truncate; 20-35% faster, see matmul_tf32.cu's measurements). Epilogue: bias, activation, float4 stores where C allows.
 #pragma once
 #include "common.cuh"
+#include "cp_async.cuh"
 #include "kernels_core.h"
 #include "matmul_tf32_layout.h"
 #include "matmul_tile.cuh"
@@ -39,21 +40,7 @@ struct Config {
   static_assert(STAGES >= 2, "a pipeline needs two stages");
 };
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes, of which the first `bytes` come from src and the rest are zeros.
-__device__ __forceinline__ void cp_async16(float* dst, const float* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
-}
-// 4 bytes (any alignment), zero-filled when bytes == 0.
-__device__ __forceinline__ void cp_async4(float* dst, const float* src, int bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// smem_addr and the cp.async copies (cp_async16 / cp_async4 / commit / wait): cp_async.cuh.
 
 template <bool ROUND>
 __device__ __forceinline__ unsigned to_tf32(unsigned x) {
