@@ -47,6 +47,83 @@ __global__ void attn_delta_kernel(const float* __restrict__ gout, const float* _
   if (lane == 0) delta[row] = s;
 }
 
+// The steps of one (key tile, query tile) pair that both kv kernels take, with P (the
+// transposed probabilities, row i key n0 + ty + 16 i, column j query m0 + tx + 16 j) in p
+// and in Ps: dV += P^T dO, dS = P * (dP - delta) into ds, dK += dS^T Q (scaled at the end),
+// leaving dS^T in Ps.
+template <int D>
+__device__ __forceinline__ void attn_bwd_tile_dkdv(const float (&p)[4][4], float (&ds)[4][4], float (&dk)[4][D / 16],
+                                                   float (&dv)[4][D / 16], float* Ps, const float* Qs,
+                                                   const float* Vs, const float* dOs, const float* delta_s,
+                                                   int ty, int tx) {
+  __syncthreads();
+  attn_frag_pv<D>(dv, Ps, ty, dOs, tx);
+
+  attn_frag_dot<D>(ds, Vs, ty, dOs, tx);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) ds[i][j] = p[i][j] * (ds[i][j] - delta_s[tx + 16 * j]);
+  __syncthreads();  // every thread is done reading P^T
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = ds[i][j];
+  __syncthreads();
+  attn_frag_pv<D>(dk, Ps, ty, Qs, tx);
+}
+
+// This key tile's share of dQ = scale dS K, added into gq (this head's rows, zeroed first)
+// with atomics: dS goes through Ps untransposed, rows are queries m0 + ty + 16 i, columns
+// the D-dim attn_col(tx, j).
+template <int D>
+__device__ __forceinline__ void attn_bwd_tile_add_dq(const float (&ds)[4][4], float* Ps, const float* Ks,
+                                                     float* __restrict__ gq, const AttnShape& a, int m0, int ty,
+                                                     int tx) {
+  __syncthreads();  // every thread is done reading dS^T
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * kAttnLdP + ty + 16 * i] = ds[i][j];
+  __syncthreads();
+  float dq[4][D / 16];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) dq[i][j] = 0.f;
+  attn_frag_pv<D>(dq, Ps, ty, Ks, tx);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gi = m0 + ty + 16 * i;
+    if (gi >= a.l) continue;
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const int c = attn_col<D>(tx, j);
+      if (c < a.e) atomicAdd(gq + (long long)gi * a.e + c, dq[i][j] * a.scale);
+    }
+  }
+}
+
+// The key tile's dK (scaled) and dV, written out.
+template <int D>
+__device__ __forceinline__ void attn_bwd_store_dkdv(const float (&dk)[4][D / 16], const float (&dv)[4][D / 16],
+                                                    float* __restrict__ gk, float* __restrict__ gv,
+                                                    const AttnShape& a, int bh, int n0, int ty, int tx) {
+  gk += (long long)bh * a.s * a.e;
+  gv += (long long)bh * a.s * a.ev;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gn = n0 + ty + 16 * i;
+    if (gn >= a.s) continue;
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      const int c = attn_col<D>(tx, j);
+      if (c < a.e) gk[(long long)gn * a.e + c] = dk[i][j] * a.scale;
+      if (c < a.ev) gv[(long long)gn * a.ev + c] = dv[i][j];
+    }
+  }
+}
+
 // dK, dV for one 64-key tile. Masked probabilities are set to exactly 0, so a row whose lse
 // is -inf (every key masked) contributes nothing instead of NaN. FUSED_DQ (a candidate, see
 // attention_backward_variant): also adds this key tile's share of dQ = scale dS K into gq
@@ -109,62 +186,11 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
         p[i][j] = bias == -CUDART_INF_F ? 0.f : exp2f(p[i][j] * scale2 + bias - lse_s[tx + 16 * j]);
         Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = p[i][j];
       }
-    __syncthreads();
-    attn_frag_pv<D>(dv, Ps, ty, dOs, tx);
-
     float ds[4][4];
-    attn_frag_dot<D>(ds, Vs, ty, dOs, tx);
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) ds[i][j] = p[i][j] * (ds[i][j] - delta_s[tx + 16 * j]);
-    __syncthreads();  // every thread is done reading P^T
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = ds[i][j];
-    __syncthreads();
-    attn_frag_pv<D>(dk, Ps, ty, Qs, tx);
-    if constexpr (FUSED_DQ) {
-      __syncthreads();  // every thread is done reading dS^T
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * kAttnLdP + ty + 16 * i] = ds[i][j];
-      __syncthreads();
-      // Rows are queries m0 + ty + 16 i now, columns D-dim attn_col(tx, j).
-      float dq[4][D / 16];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < D / 16; ++j) dq[i][j] = 0.f;
-      attn_frag_pv<D>(dq, Ps, ty, Ks, tx);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int gi = m0 + ty + 16 * i;
-        if (gi >= a.l) continue;
-#pragma unroll
-        for (int j = 0; j < D / 16; ++j) {
-          const int c = attn_col<D>(tx, j);
-          if (c < a.e) atomicAdd(gq + (long long)bh * a.l * a.e + (long long)gi * a.e + c, dq[i][j] * a.scale);
-        }
-      }
-    }
+    attn_bwd_tile_dkdv<D>(p, ds, dk, dv, Ps, Qs, Vs, dOs, delta_s, ty, tx);
+    if constexpr (FUSED_DQ) attn_bwd_tile_add_dq<D>(ds, Ps, Ks, gq + (long long)bh * a.l * a.e, a, m0, ty, tx);
   }
-
-  gk += (long long)bh * a.s * a.e;
-  gv += (long long)bh * a.s * a.ev;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int gn = n0 + ty + 16 * i;
-    if (gn >= a.s) continue;
-#pragma unroll
-    for (int j = 0; j < D / 16; ++j) {
-      const int c = attn_col<D>(tx, j);
-      if (c < a.e) gk[(long long)gn * a.e + c] = dk[i][j] * a.scale;
-      if (c < a.ev) gv[(long long)gn * a.ev + c] = dv[i][j];
-    }
-  }
+  attn_bwd_store_dkdv<D>(dk, dv, gk, gv, a, bh, n0, ty, tx);
 }
 
 // Candidate 2: candidate 1 (kv pass with atomic dQ) with the next query tile's Q, dO, lse and
@@ -254,61 +280,12 @@ __global__ void __launch_bounds__(kAttnThreads, 1)
         }
         Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = p[i][j];
       }
-    __syncthreads();
-    attn_frag_pv<D>(dv, Ps, ty, dOs, tx);
-
     float ds[4][4];
-    attn_frag_dot<D>(ds, Vs, ty, dOs, tx);
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) ds[i][j] = p[i][j] * (ds[i][j] - delta_s[tx + 16 * j]);
-    __syncthreads();  // every thread is done reading P^T
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) Ps[(ty + 16 * i) * kAttnLdP + tx + 16 * j] = ds[i][j];
-    __syncthreads();
-    attn_frag_pv<D>(dk, Ps, ty, Qs, tx);
-    __syncthreads();  // every thread is done reading dS^T
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) Ps[(tx + 16 * j) * kAttnLdP + ty + 16 * i] = ds[i][j];
-    __syncthreads();
-    // Rows are queries m0 + ty + 16 i now, columns D-dim attn_col(tx, j).
-    float dq[4][D / 16];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < D / 16; ++j) dq[i][j] = 0.f;
-    attn_frag_pv<D>(dq, Ps, ty, Ks, tx);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int gi = m0 + ty + 16 * i;
-      if (gi >= a.l) continue;
-#pragma unroll
-      for (int j = 0; j < D / 16; ++j) {
-        const int c = attn_col<D>(tx, j);
-        if (c < a.e) atomicAdd(gq + (long long)gi * a.e + c, dq[i][j] * a.scale);
-      }
-    }
+    attn_bwd_tile_dkdv<D>(p, ds, dk, dv, Ps, Qs, Vs, dOs, delta_s, ty, tx);
+    attn_bwd_tile_add_dq<D>(ds, Ps, Ks, gq, a, m0, ty, tx);
   }
   cp_async_wait<0>();
-
-  gk += (long long)bh * a.s * a.e;
-  gv += (long long)bh * a.s * a.ev;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int gn = n0 + ty + 16 * i;
-    if (gn >= a.s) continue;
-#pragma unroll
-    for (int j = 0; j < D / 16; ++j) {
-      const int c = attn_col<D>(tx, j);
-      if (c < a.e) gk[(long long)gn * a.e + c] = dk[i][j] * a.scale;
-      if (c < a.ev) gv[(long long)gn * a.ev + c] = dv[i][j];
-    }
-  }
+  attn_bwd_store_dkdv<D>(dk, dv, gk, gv, a, bh, n0, ty, tx);
 }
 
 #if PYENGINE_KERNEL_VARIANTS
