@@ -131,34 +131,38 @@ __device__ __forceinline__ int first_tensor(const TensorLists& tl, long long sta
   return lo;
 }
 
-__global__ void multi_sgd_kernel(const __grid_constant__ TensorLists tl, float lr, float momentum,
-                                 float one_minus_dampening, bool nesterov, float wd, bool first_step,
-                                 float grad_sign) {
+// This block's chunk of the concatenated parameters: update(t, i) for each element i (local
+// to parameter t) in it, threads striding by the block size.
+template <class Update>
+__device__ __forceinline__ void for_chunk(const TensorLists& tl, Update&& update) {
   const long long start = blockIdx.x * kChunk;
   const long long end = min(start + kChunk, tl.offset[tl.n]);
   for (int t = first_tensor(tl, start); t < tl.n && tl.offset[t] < end; ++t) {
     const long long o = tl.offset[t], hi = min(end, tl.offset[t + 1]) - o;  // local element indices
-    float* p = reinterpret_cast<float*>(tl.ptr[0][t]);
-    const float* g = reinterpret_cast<const float*>(tl.ptr[1][t]);
-    float* buf = reinterpret_cast<float*>(tl.ptr[2][t]);
-    for (long long i = max(start - o, 0LL) + threadIdx.x; i < hi; i += blockDim.x)
-      sgd_update(p, g, buf, i, lr, momentum, one_minus_dampening, nesterov, wd, first_step, grad_sign);
+    for (long long i = max(start - o, 0LL) + threadIdx.x; i < hi; i += blockDim.x) update(t, i);
   }
 }
 
+template <int K>
+__device__ __forceinline__ float* list_ptr(const TensorLists& tl, int t) {
+  return reinterpret_cast<float*>(tl.ptr[K][t]);
+}
+
+__global__ void multi_sgd_kernel(const __grid_constant__ TensorLists tl, float lr, float momentum,
+                                 float one_minus_dampening, bool nesterov, float wd, bool first_step,
+                                 float grad_sign) {
+  for_chunk(tl, [&](int t, long long i) {
+    sgd_update(list_ptr<0>(tl, t), list_ptr<1>(tl, t), list_ptr<2>(tl, t), i, lr, momentum, one_minus_dampening,
+               nesterov, wd, first_step, grad_sign);
+  });
+}
+
 __global__ void multi_adam_kernel(const __grid_constant__ TensorLists tl, AdamConsts c, float grad_sign) {
-  const long long start = blockIdx.x * kChunk;
-  const long long end = min(start + kChunk, tl.offset[tl.n]);
-  for (int t = first_tensor(tl, start); t < tl.n && tl.offset[t] < end; ++t) {
-    const long long o = tl.offset[t], hi = min(end, tl.offset[t + 1]) - o;  // local element indices
-    float* p = reinterpret_cast<float*>(tl.ptr[0][t]);
-    const float* g = reinterpret_cast<const float*>(tl.ptr[1][t]);
-    float* m = reinterpret_cast<float*>(tl.ptr[2][t]);
-    float* v = reinterpret_cast<float*>(tl.ptr[3][t]);
-    float* vmax = reinterpret_cast<float*>(tl.ptr[4][t]);  // null unless amsgrad
-    for (long long i = max(start - o, 0LL) + threadIdx.x; i < hi; i += blockDim.x)
-      adam_update(p, g, m, v, vmax, i, c, grad_sign);
-  }
+  for_chunk(tl, [&](int t, long long i) {
+    // list 4: the running max of v, null unless amsgrad
+    adam_update(list_ptr<0>(tl, t), list_ptr<1>(tl, t), list_ptr<2>(tl, t), list_ptr<3>(tl, t),
+                list_ptr<4>(tl, t), i, c, grad_sign);
+  });
 }
 
 // Calls launch(lists, blocks) once per run of at most kMaxTensors parameters with n > 0.
