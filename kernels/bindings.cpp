@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 
+#include "bindings_args.h"
 #include "bindings_nn.h"
 #include "bindings_variants.h"
 #include "common.cuh"
@@ -92,10 +93,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("matmul",
         [](int batch, int m_, int n, int k, uintptr_t a, py::tuple a_strides, uintptr_t b, py::tuple b_strides,
            uintptr_t c, uintptr_t bias, int act, float act_param, bool tf32, uintptr_t stream) {
-          const Mat ma{a, a_strides[0].cast<long long>(), a_strides[1].cast<long long>(),
-                       a_strides[2].cast<long long>()};
-          const Mat mb{b, b_strides[0].cast<long long>(), b_strides[1].cast<long long>(),
-                       b_strides[2].cast<long long>()};
+          const Mat ma = mat_arg(a, a_strides, "a");
+          const Mat mb = mat_arg(b, b_strides, "b");
           pyengine::matmul(batch, m_, n, k, ma, mb, c, bias, act, act_param, tf32, stream);
         },
         "C[i] = act(A[i] @ B[i] + bias), float32. Strides (batch, row, col) are in elements, one of row/col "
@@ -169,10 +168,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("matmul_tf32_variant",
         [](const std::string& variant, int batch, int m_, int n, int k, uintptr_t a, py::tuple a_strides, uintptr_t b,
            py::tuple b_strides, uintptr_t c, uintptr_t bias, int act, float act_param, uintptr_t stream) {
-          const Mat ma{a, a_strides[0].cast<long long>(), a_strides[1].cast<long long>(),
-                       a_strides[2].cast<long long>()};
-          const Mat mb{b, b_strides[0].cast<long long>(), b_strides[1].cast<long long>(),
-                       b_strides[2].cast<long long>()};
+          const Mat ma = mat_arg(a, a_strides, "a");
+          const Mat mb = mat_arg(b, b_strides, "b");
           pyengine::matmul_tf32_variant(variant, batch, m_, n, k, ma, mb, c, bias, act, act_param, stream);
         },
         "matmul(..., tf32=True) by a named version of the TF32 kernel (see matmul_tf32_variants()), for "

@@ -3,6 +3,7 @@
 // arguments plus `variant`. Used by bench/variants/*.py and tests/test_cuda_variants.py.
 #include "bindings_variants.h"
 
+#include "bindings_args.h"
 #include "kernels_variants.h"
 
 #include <pybind11/stl.h>
@@ -56,10 +57,8 @@ void bind_variants(py::module_& m) {
       "sgemm_variant",
       [](int variant, int batch, int m_, int n, int k, uintptr_t a, py::tuple a_strides, uintptr_t b,
          py::tuple b_strides, uintptr_t c, uintptr_t stream) {
-        const Mat ma{a, a_strides[0].cast<long long>(), a_strides[1].cast<long long>(),
-                     a_strides[2].cast<long long>()};
-        const Mat mb{b, b_strides[0].cast<long long>(), b_strides[1].cast<long long>(),
-                     b_strides[2].cast<long long>()};
+        const Mat ma = mat_arg(a, a_strides, "a");
+        const Mat mb = mat_arg(b, b_strides, "b");
         sgemm_variant(variant, batch, m_, n, k, ma, mb, c, stream);
       },
       "variant"_a, "batch"_a, "m"_a, "n"_a, "k"_a, "a"_a, "a_strides"_a, "b"_a, "b_strides"_a, "c"_a,
