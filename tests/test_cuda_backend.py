@@ -20,6 +20,15 @@ def _extension():
         pytest.skip(f"pyengine._C is not importable (not built in this checkout, or installed without nvcc): {exc}")
 
 
+def test_matmul_binding_rejects_a_stride_tuple_of_the_wrong_length():
+    # Checked before any CUDA call, so it runs without a GPU wherever the extension is built.
+    c = _extension()
+    with pytest.raises(ValueError, match=r"a_strides must be \(batch, row, col\), got 2 values"):
+        c.matmul(1, 2, 2, 2, 0, (4, 2), 0, (4, 2, 1), 0, 0, 0, 0.0, False, 0)
+    with pytest.raises(ValueError, match=r"b_strides must be \(batch, row, col\), got 4 values"):
+        c.matmul(1, 2, 2, 2, 0, (4, 2, 1), 0, (4, 2, 1, 1), 0, 0, 0, 0.0, False, 0)
+
+
 def test_backend_fills_the_table():
     check_table(cb)
     assert (cb.name, cb.device) == ("native", "cuda")
