@@ -102,10 +102,11 @@ def _lstm_acts(d, *shape):
                      d.rand(*shape, lo=0.05)]).astype(np.float32)
 
 
-@pytest.mark.parametrize("steps", [None, 3])
-def test_lstm_cell_factors(be, rng, steps):
-    """One step's (B, H) blocks, or the steps 1.. of a (4, T, B, H) buffer at once (gate
-    stride T*B*H, each gate's block of T-1 steps contiguous), as the recurrence calls it."""
+@pytest.mark.parametrize("steps,layout", [(None, "gate_major"), (3, "gate_major"), (3, "step_major")])
+def test_lstm_cell_factors(be, rng, steps, layout):
+    """One step's (B, H) blocks, or the steps 1.. of a buffer at once: a (4, T, B, H) one
+    (gate stride T*B*H, each gate's block of T-1 steps contiguous), or gate-major views of a
+    step-major (T, 4, B, H) one (no gate's block contiguous), as the LSTM recurrence calls it."""
     d = Dev(be, rng)
     for B, H in _sizes(be):
         lead = () if steps is None else (steps,)
@@ -116,6 +117,12 @@ def test_lstm_cell_factors(be, rng, steps):
                               want_fac, want_k)
         if steps is None:
             acts_d, fac, k = d.dev(acts), d.nan(*acts.shape), d.nan(B, H)
+        elif layout == "step_major":
+            buf = np.full((steps + 1, 4, B, H), np.nan, np.float32)
+            buf[1:] = acts.transpose(1, 0, 2, 3)
+            acts_d = d.dev(buf)[1:].transpose(1, 0, 2, 3)
+            fac = d.dev(np.full((steps + 1, 4, B, H), np.nan, np.float32))[1:].transpose(1, 0, 2, 3)
+            k = d.nan(steps, B, H)
         else:
             buf = np.full((4, steps + 1, B, H), np.nan, np.float32)
             buf[:, 1:] = acts

@@ -6,7 +6,9 @@ Gate arrays are (G, B, H) (lstm_cell_factors: (4, T, B, H)) CuPy float32 whose p
 are contiguous; the gate stride is passed to the kernel, so a step's slice of a (G, T, B, H)
 buffer goes in without a copy. An
 input in any other layout is copied; an output must already be in it (it is written in place)
-and a ValueError says so otherwise. One launch per call, on CuPy's current stream.
+and a ValueError says so otherwise, except lstm_cell_factors' fac, which the LSTM recurrence
+passes as gate-major views of its step-major (T, 4, H, B) buffer: computed into a contiguous
+array and copied in. One launch per call (two for such a fac), on CuPy's current stream.
 """
 from __future__ import annotations
 
@@ -66,6 +68,14 @@ def _parts(dh_parts, op):
 def lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh):
     op = "lstm_cell_factors"
     check_cell(op, 4, (acts, fac), (c_prev, tanh_c, dc_dh))
+    _cuda_common._f32_view(fac, op, "fac", _NOT_CUPY, _NOT_F32)
+    if gate_stride(fac) is None:
+        # Gate-major views of a step-major (T, 4, ...) buffer, as the LSTM recurrence passes
+        # them: computed into a contiguous array, then copied into the view.
+        out = cp.empty(fac.shape, dtype=cp.float32)
+        lstm_cell_factors(acts, c_prev, tanh_c, out, dc_dh)
+        fac[...] = out
+        return
     acts, as_ = _gates_in(acts, op, "acts")
     c_prev, tanh_c = _state_in(c_prev, op, "c_prev"), _state_in(tanh_c, op, "tanh_c")
     fs = _gates_out(fac, op, "fac")

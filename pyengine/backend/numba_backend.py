@@ -661,6 +661,16 @@ def _flat_gates(a, op, arg):
 def lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh):
     op = "lstm_cell_factors"
     _check_cell(op, 4, (acts, fac), (c_prev, tanh_c, dc_dh))
+    if _gate_stride(fac) is None:
+        # Gate-major views of a step-major (T, 4, ...) buffer, as the LSTM recurrence passes
+        # them: computed into a contiguous array, then copied into the view.
+        _f32(fac, op, "fac", False)
+        out = _empty(fac.shape)
+        lstm_cell_factors(acts, c_prev, tanh_c, out, dc_dh)
+        fac[...] = out
+        return
+    if _gate_stride(acts) is None:
+        acts = xp.ascontiguousarray(acts)
     flat = [_flat_gates(acts, op, "acts"), _flat_gates(fac, op, "fac")]
     states = [xp.ascontiguousarray(a).reshape(-1) for a in (c_prev, tanh_c)]
     _f32(dc_dh, op, "dc_dh", False)

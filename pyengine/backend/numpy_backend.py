@@ -1137,8 +1137,11 @@ def lstm_cell_factors(acts, c_prev, tanh_c, fac, dc_dh):
 def lstm_cell_backward(gh, dh_parts, dc, f, fac, dc_dh, dgates, dc_prev):
     _check_cell("lstm_cell_backward", 4, (fac, dgates), (gh, dc, f, dc_dh, dc_prev), dh_parts)
     dh = dc_prev  # dc_prev's block holds dh, then dc_t, then its own value
-    np.add.reduce(dh_parts, axis=0, out=dh)
-    dh += gh
+    if len(dh_parts) == 1:
+        np.add(dh_parts[0], gh, out=dh)
+    else:
+        np.add.reduce(dh_parts, axis=0, out=dh)
+        dh += gh
     np.multiply(fac[3], dh, out=dgates[3])
     dh *= dc_dh
     dct = dh

@@ -7,7 +7,8 @@ Speed: the input projection of every time step is one matmul over the whole sequ
 recurrence itself is one autograd Function per layer and direction whose forward runs the
 time loop on backend arrays and whose backward is hand-written backpropagation through
 time, so the autograd graph holds a handful of nodes instead of several per time step. A
-step is one matmul batched over the gates and one call of the backend's fused cell
+step is one matmul (the GRU's: batched over the gates; the LSTM's: one product in a
+transposed layout, see _LSTMRecurrence) and one call of the backend's fused cell
 (``lstm_cell`` / ``gru_cell`` and their backwards: a single kernel launch on a GPU) writing
 into buffers allocated once per call. The cells reuse the same Functions with T = 1.
 
@@ -199,20 +200,61 @@ def _input_grads(b, dg, xs, w_ih, need_x, need_w):
     return gx, gw, gb
 
 
+def _transposed(xp, a):
+    """A (B, H) state as the recurrence keeps it, (H, B) contiguous, and back."""
+    return xp.ascontiguousarray(a.T)
+
+
+def _step_major_projection(b, xp, x, G, H, w_ih, bias):
+    """The input part of every step's gate pre-activations, step-major and transposed:
+    (T, G, H, B), so step t's block is one contiguous (G*H, B) matrix. Also returns the
+    (T*B, in [+ 1]) matrix the projection read (None without w_ih), kept for backward.
+
+    With w_ih given, every step's block is w_ih @ x_t.T: one matmul batched over the steps
+    (x read through a transposed view). A bias rides in it as one more input column of ones
+    whose weights are the bias, so its gradient comes out of the weight-gradient matmul.
+    Without w_ih, x is the (T, B, G*H) projection, copied into the layout with ``bias``."""
+    T, B = x.shape[:2]
+    if w_ih is None:
+        xt = x.reshape(T, B, G, H).transpose(0, 2, 3, 1)
+        out = xp.empty((T, G, H, B), dtype=x.dtype)
+        if bias is None:
+            out[...] = xt
+        else:
+            xp.add(xt, bias.reshape(G, H, 1), out=out)
+        return out, None
+    n_in = x.shape[2]
+    w = w_ih
+    if bias is None:
+        xs = x.reshape(T * B, n_in)
+    else:
+        xs = xp.empty((T * B, n_in + 1), dtype=x.dtype)
+        xs.reshape(T, B, n_in + 1)[:, :, :n_in] = x
+        xs[:, n_in] = 1
+        w = xp.empty((G * H, n_in + 1), dtype=x.dtype)
+        w[:, :n_in] = w_ih
+        w[:, n_in] = bias
+    acts = b.matmul(w, xs.reshape(T, B, -1).transpose(0, 2, 1))  # (T, G*H, B)
+    return acts.reshape(T, G, H, B), xs
+
+
 class _LSTMRecurrence(Function):
     """The LSTM time loop: gates = xproj_t + h @ w_hh.T + b_hh, split as (i, f, g, o), where
     xproj = x @ w_ih.T + b_ih (computed here when w_ih is given, else x is xproj).
 
-    Every step is one matmul batched over the gates (w_hh viewed as (4, H, H)) and one call
-    of the backend's ``lstm_cell`` (``lstm_cell_backward`` going back), which writes into
-    slices of buffers allocated once per call. The gate buffers are gate-major, (4, T, B, H),
-    so each gate of a step is a contiguous (B, H) block: the input projection is one matmul
-    batched over the gates straight into that layout, the step's activations overwrite it in
-    place, and the weight gradients are matmuls over all steps at once. Going back, the
-    per-element factors of the gate gradients come from one ``lstm_cell_factors`` call over
-    all steps (they depend on the forward pass only), so a step's cell only scales them; the
-    gradient reaching h_{t-1} stays in the four per-gate products of the backward matmul,
-    which the next ``lstm_cell_backward`` sums, so no step launches a separate reduction."""
+    The loop runs transposed: states are (H, B) and step t's gates a contiguous (4H, B)
+    block of a step-major (T, 4, H, B) buffer, so each step is one plain matmul w_hh @ h
+    (dh = w_hh.T @ dgates going back) and one call of the backend's ``lstm_cell``
+    (``lstm_cell_backward``), which writes into slices of buffers allocated once per call.
+    One matmul rather than one per gate: OpenBLAS splits a (512, 128) @ (128, 32) product
+    over two threads and its small per-gate products not at all (2-core EPYC, 2 threads:
+    12 us against 23 us a step), and the backward's single product already sums the gates.
+    The input projection is one matmul batched over the steps straight into the layout;
+    the step's activations overwrite it in place. Going back, the per-element factors of
+    the gate gradients come from one ``lstm_cell_factors`` call over all steps (they depend
+    on the forward pass only; it reads and writes gate-major views), so a step's cell only
+    scales them; the weight gradients are matmuls over all steps at once, after one copy of
+    the gate gradients into (4H, T, B)."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_hh, b_hh, reverse, w_ih=None, b_ih=None):
@@ -223,58 +265,93 @@ class _LSTMRecurrence(Function):
             bias = b_hh  # b_hh added once, not per step
         else:
             bias = b_ih if b_hh is None else b_hh if b_ih is None else b_ih + b_hh
-        acts, xs = _gate_major_projection(b, xp, x, H, w_ih, bias)  # acts: becomes the activations
-        w_t = _recurrent_operand(xp, _by_gate(w_hh, H).transpose(0, 2, 1), T)  # (4, H_in, H_out)
-        hs, cs, tanh_cs = (xp.empty((T, B, H), dtype=x.dtype) for _ in range(3))
-        h, c = h0, _zeros_if_none(xp, c0, (B, H), x.dtype)  # h0 None: the first matmul is skipped
+        acts, xs = _step_major_projection(b, xp, x, 4, H, w_ih, bias)  # becomes the activations
+        hs_t, cs, tanh_cs = (xp.empty((T, H, B), dtype=x.dtype) for _ in range(3))
+        h = None if h0 is None else _transposed(xp, h0)  # None: the first matmul is skipped
+        c = xp.zeros((H, B), dtype=x.dtype) if c0 is None else _transposed(xp, c0)
         for t in _time_order(T, reverse):
-            a = acts[:, t]
-            hg = xp.zeros((4, B, H), dtype=x.dtype) if h is None else b.matmul(h, w_t)
-            b.lstm_cell(a, hg, c, a, cs[t], tanh_cs[t], hs[t])
-            h, c = hs[t], cs[t]
+            a = acts[t]
+            hg = xp.zeros((4, H, B), dtype=x.dtype) if h is None else b.matmul(w_hh, h).reshape(4, H, B)
+            b.lstm_cell(a, hg, c, a, cs[t], tanh_cs[t], hs_t[t])
+            h, c = hs_t[t], cs[t]
+        hs = xp.ascontiguousarray(hs_t.transpose(0, 2, 1))  # (T, B, H): the output
         ctx.save_for_backward(acts, hs, cs, tanh_cs, h0, c0, w_hh, xs, w_ih)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        return hs, h.copy(), c.copy()
+        last = 0 if reverse else T - 1
+        return hs, hs[last].copy(), c.T.copy()  # a copy even when B == 1 (c.T is contiguous then)
 
     @staticmethod
     def backward(ctx, gout, gh_n, gc_n):
         b, xp = ctx.backend, ctx.backend.xp
         acts, hs, cs, tanh_cs, h0, c0, w_hh, xs, w_ih = ctx.saved_tensors
-        _, T, B, H = acts.shape
+        T, _, H, B = acts.shape
         first, rest, prev = _step_bounds(T, ctx.reverse)
         # The factors that turn (dc_t, dc_t, dc_t, dh_t) into the gate gradients depend on
         # the forward pass only, so one lstm_cell_factors call computes them for all steps
         # (two: the first step starts from c0), in dpre, which each step then scales in
-        # place. With the input projection done here, dpre does not leave this call.
-        dpre = (xp.empty(acts.shape, acts.dtype) if w_ih is None
-                else _scratch(xp, "dpre", acts.shape, acts.dtype))
-        dc_dh = _scratch(xp, "dc_dh", tanh_cs.shape, acts.dtype)
+        # place. dpre does not leave this call.
+        dpre = _scratch(xp, "dpre", acts.shape, acts.dtype)  # (T, 4, H, B)
+        dc_dh = _scratch(xp, "dc_dh", cs.shape, acts.dtype)  # (T, H, B)
+        gate_major = lambda a: a.transpose(1, 0, 2, 3)  # noqa: E731  (4, steps, H, B) views
         if T > 1:
-            b.lstm_cell_factors(acts[:, rest], cs[prev], tanh_cs[rest], dpre[:, rest], dc_dh[rest])
-        b.lstm_cell_factors(acts[:, first], _zeros_if_none(xp, c0, (B, H), acts.dtype), tanh_cs[first],
-                            dpre[:, first], dc_dh[first])
-        w4 = _by_gate(w_hh, H)  # dh_{t-1} = sum over gates k of d_k @ w4[k]
-        gout = xp.ascontiguousarray(gout)  # once, not a copy per step (batch_first gives a view)
-        dc_bufs = (xp.empty((B, H), dtype=acts.dtype), xp.empty((B, H), dtype=acts.dtype))
-        parts, dc = gh_n[None], gc_n
+            b.lstm_cell_factors(gate_major(acts[rest]), cs[prev], tanh_cs[rest], gate_major(dpre[rest]),
+                                dc_dh[rest])
+        c_first = xp.zeros((H, B), dtype=acts.dtype) if c0 is None else _transposed(xp, c0)
+        b.lstm_cell_factors(acts[first], c_first, tanh_cs[first], dpre[first], dc_dh[first])
+        w_t = _recurrent_operand(xp, w_hh.T, T)  # (H, 4H): dh_{t-1} = w_hh.T @ dgates_t
+        # gout as (T, H, B), once, not per step; in two copies, because batch_first hands in a
+        # (T, B, H) view of (B, T, H) memory and transposing straight from it gathers across
+        # pages (0.35 against 0.1 ms, 2-core EPYC); the first copy is free when contiguous.
+        gout = xp.ascontiguousarray(xp.ascontiguousarray(gout).transpose(0, 2, 1))
+        dc_bufs = (xp.empty((H, B), dtype=acts.dtype), xp.empty((H, B), dtype=acts.dtype))
+        parts, dc = _transposed(xp, gh_n)[None], _transposed(xp, gc_n)
         needs = ctx.needs_input_grad
         for n, t in enumerate(_time_order(T, not ctx.reverse)):
-            d = dpre[:, t]
+            d = dpre[t]
             dc_prev = dc_bufs[n % 2]
-            b.lstm_cell_backward(gout[t], parts, dc, acts[1, t], d, dc_dh[t], d, dc_prev)
+            b.lstm_cell_backward(gout[t], parts, dc, acts[t, 1], d, dc_dh[t], d, dc_prev)
             dc = dc_prev
             if t != first or needs[1]:  # the last product only feeds h0's gradient
-                parts = b.matmul(d, w4)
-        dh = parts.sum(axis=0) if needs[1] else None
-        gw = _gate_weight_grad(b, xp, dpre, hs, h0, ctx.reverse) if needs[3] else None
-        gx, gw_ih, gb = _input_grads(b, dpre, xs, w_ih, needs[0], w_ih is not None and needs[6])
+                parts = b.matmul(w_t, d.reshape(4 * H, B))[None]
+        dh = _transposed(xp, parts[0]) if needs[1] else None
+        dg = _scratch(xp, "dg", (4 * H, T, B), acts.dtype)  # gate gradients, steps next to batch
+        dg[...] = dpre.reshape(T, 4 * H, B).transpose(1, 0, 2)
+        gw = gx = gw_ih = gb = None
+        if needs[3]:
+            gw = _lstm_recurrent_weight_grad(b, xp, dg, hs, h0, ctx.reverse)
+        flat = dg.reshape(4 * H, T * B)
+        if w_ih is None:
+            gx = flat.T.reshape(T, B, 4 * H).copy() if needs[0] else None
+        else:
+            n_in = w_ih.shape[1]
+            if needs[0]:
+                gx = b.matmul(flat.T, w_ih).reshape(T, B, n_in)
+            if needs[6]:
+                g = b.matmul(flat, xs)  # (4H, in [+ 1])
+                gw_ih = g[:, :n_in]
+                if xs.shape[1] > n_in:
+                    gb = g[:, n_in]
         if gb is None and ((needs[4] and ctx.has_bias) or (w_ih is not None and needs[7])):
-            gb = dpre.sum(axis=(1, 2)).reshape(4 * H)  # b_ih's gradient is b_hh's
-        dc = dc if needs[2] else None
+            gb = flat.sum(axis=1)  # b_ih's gradient is b_hh's
+        dc = _transposed(xp, dc) if needs[2] else None
         if w_ih is None:
             return gx, dh, dc, gw, gb if ctx.has_bias else None, None, None, None
         return (gx, dh, dc, gw, gb if ctx.has_bias else None, None, gw_ih,
                 gb if needs[7] else None)
+
+
+def _lstm_recurrent_weight_grad(b, xp, dg, hs, h0, reverse):
+    """Sum over steps of dgates_t (4H, B) @ h_{t-1} (B, H): one matmul for the steps that
+    start from an output state (dg (4H, T, B) read as a strided (4H, (T-1)*B) matrix), one
+    for the step from h0 (none when h0 is None, the zero state)."""
+    G4, T, B = dg.shape
+    H = hs.shape[2]
+    first, rest, prev = _step_bounds(T, reverse)
+    gw = None if h0 is None else b.matmul(dg[:, first], h0)
+    if T > 1:
+        gw_rest = b.matmul(dg[:, rest].reshape(G4, -1), hs[prev].reshape(-1, H))
+        gw = gw_rest if gw is None else gw_rest + gw
+    return xp.zeros((G4, H), dtype=dg.dtype) if gw is None else gw
 
 
 class _GRURecurrence(Function):
