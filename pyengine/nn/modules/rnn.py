@@ -122,6 +122,18 @@ def _by_gate(w, H):
     return w.reshape((-1, H) + tuple(w.shape[1:]))
 
 
+def _projection_inputs(xp, x, with_ones):
+    """x (T, B, in) as the (T*B, in) matrix an input projection reads, or (T*B, in + 1) with a
+    last column of ones, through which a bias rides in the projection's matmul."""
+    T, B, n_in = x.shape
+    if not with_ones:
+        return x.reshape(T * B, n_in)
+    xs = xp.empty((T * B, n_in + 1), dtype=x.dtype)
+    xs.reshape(T, B, n_in + 1)[:, :, :n_in] = x
+    xs[:, n_in] = 1
+    return xs
+
+
 def _gate_major_projection(b, xp, x, H, w_ih, bias):
     """The input part of every step's gate pre-activations, gate-major: (G, T, B, H), and
     the (T*B, in [+ 1]) matrix the projection read (None without w_ih), kept for backward.
@@ -141,12 +153,8 @@ def _gate_major_projection(b, xp, x, H, w_ih, bias):
         return xg, None
     n_in = x.shape[2]
     w = _by_gate(w_ih, H).transpose(0, 2, 1)  # (G, in, H), a view
-    if bias is None:
-        xs = x.reshape(T * B, n_in)
-    else:
-        xs = xp.empty((T * B, n_in + 1), dtype=x.dtype)
-        xs.reshape(T, B, n_in + 1)[:, :, :n_in] = x
-        xs[:, n_in] = 1
+    xs = _projection_inputs(xp, x, bias is not None)
+    if bias is not None:
         w_b = xp.empty((w.shape[0], n_in + 1, H), dtype=x.dtype)
         w_b[:, :n_in] = w
         w_b[:, n_in] = _by_gate(bias, H)
@@ -225,12 +233,8 @@ def _step_major_projection(b, xp, x, G, H, w_ih, bias):
         return out, None
     n_in = x.shape[2]
     w = w_ih
-    if bias is None:
-        xs = x.reshape(T * B, n_in)
-    else:
-        xs = xp.empty((T * B, n_in + 1), dtype=x.dtype)
-        xs.reshape(T, B, n_in + 1)[:, :, :n_in] = x
-        xs[:, n_in] = 1
+    xs = _projection_inputs(xp, x, bias is not None)
+    if bias is not None:
         w = xp.empty((G * H, n_in + 1), dtype=x.dtype)
         w[:, :n_in] = w_ih
         w[:, n_in] = bias
