@@ -92,11 +92,15 @@ sdpa_backward(gout, q, k, v, out, saved, attn_mask, is_causal, scale, dropout_p)
 
 Recurrent cells (one time step's pointwise part, written into the caller's buffers)
 -----------------------------------------------------------------------------------
-The recurrences (nn/modules/rnn.py) call these once per step, between matmuls batched over
-the gates. Gate arrays are gate-major, (G, B, H) with G = 4 (LSTM: i, f, g, o) or 3 (GRU:
-r, z, n), PyTorch's gate order; each gate's (B, H) block is contiguous but the gate stride
-is free (a step's slice of a (G, T, B, H) buffer). Every output is written in place, nothing
-is returned, and an output may be the same array as the input named beside it.
+The recurrences (nn/modules/rnn.py) call these once per step, between matmuls. Gate arrays
+are gate-major, (G, B, H) with G = 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n), PyTorch's gate
+order; each gate's (B, H) block is contiguous but the gate stride is free (a step's slice of
+a (G, T, B, H) buffer). The LSTM functions are element-wise, so the LSTM's recurrence, which
+runs transposed, passes (4, H, B) gates and (H, B) states in the same places (below, read
+(B, H) as the state's shape), and lstm_cell_factors may get gate-major views of a step-major
+(T, 4, H, B) buffer, whose gate blocks are not contiguous (fac included). Every output is
+written in place, nothing is returned, and an output may be the same array as the input
+named beside it.
 lstm_cell(xg, hg, c_prev, acts, c, tanh_c, h)
     xg, hg (4, B, H): the input part (x W_ih^T + biases) and the recurrent part (h W_hh^T)
     of the pre-activations. Writes acts = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) (acts
