@@ -68,12 +68,13 @@ def _recurrent_weight_grads(b, xp, dpre, hprev, needs_w, needs_b):
 
 
 def _recurrent_operand(xp, w_t, T):
-    """The recurrent weight as every step's matmul reads it (transposed per gate). NumPy
-    gets it contiguous once per sequence: OpenBLAS's AVX-512 kernels take a transposed
-    operand at about half speed (a (32, 128) @ (4, 128, 128) step, 2-core EPYC, 1 thread:
-    44 us through the view, 24 us contiguous, and the copy costs 24 us once), its AVX2
-    kernels run both alike. A single step (the cells) keeps the view; device backends
-    read the view as it is."""
+    """The recurrent weight as every step's matmul reads it, a transposed view (per gate for
+    the GRU, w_hh.T for the RNN and the LSTM's backward). NumPy gets it contiguous once per
+    sequence: OpenBLAS's AVX-512 kernels take a transposed operand slower (2-core EPYC, 1
+    thread: a (32, 128) @ (4, 128, 128) step 44 us through the view, 24 us contiguous, and
+    the copy costs 24 us once; the LSTM's (128, 512) @ (512, 32) 25 against 23 us), its AVX2
+    kernels run both alike. A single step (the cells) keeps the view; device backends read
+    the view as it is."""
     if T > 1 and xp.__name__ == "numpy":
         return xp.ascontiguousarray(w_t)
     return w_t
